@@ -1,0 +1,92 @@
+"""`python -m search VERB`: parse, call, and turn user errors into one line + exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from training.errors import ConfigError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m search", description="Hyperparameter search for defect-inspection models.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    run = verbs.add_parser("run", help="run a search from a space file")
+    run.add_argument("space", type=Path, help="space file (YAML)")
+    run.add_argument("--name", help="search name (default: the space file's name)")
+    run.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
+    run.add_argument("--max-concurrent", type=int, help="trials at once (overrides search.max_concurrent)")
+    run.add_argument("--seed", type=int, help="sampler seed (overrides search.seed)")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///RESULTS/mlflow.db)")
+    run.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default: local Ray")
+    run.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to CPU without GPUs")
+    export = verbs.add_parser("export", help="write the best trial's training config")
+    export.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
+    export.add_argument("-o", "--output", type=Path, default=Path("best.yaml"), help="output YAML (default: best.yaml)")
+    return parser
+
+
+def _apply_overrides(plan, args: argparse.Namespace) -> None:
+    """Command-line values replace the space file's, validated like them."""
+    overrides = {"num_samples": args.num_samples, "max_concurrent": args.max_concurrent, "seed": args.seed}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        try:
+            setattr(plan.spec.search, key, value)
+        except ValueError as exc:
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(flag, f"invalid value {value}: {exc.errors()[0]['msg']}") from None
+    if args.name is not None:
+        plan.name = args.name
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from search.spec import load_plan
+
+    plan = load_plan(args.space)
+    _apply_overrides(plan, args)
+    if not plan.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ConfigError("--name", f"expected letters, digits, '.', '-' or '_', got '{plan.name}'")
+    from search.runner import run_search
+    from training.tracking import default_tracking_uri
+    from search.tuner import RunOptions
+
+    uri = args.tracking_uri or plan.spec.tracking.uri or default_tracking_uri(args.results)
+    options = RunOptions(out_dir=args.results / plan.name, tracking_uri=uri, address=args.address, require_gpu=args.require_gpu)
+    summary = run_search(plan, options, console)
+    return EXIT_OK if summary["best"] is not None else EXIT_INTERNAL
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from search.export import export_best
+
+    path = export_best(args.result_dir, args.output)
+    console.print(f"wrote {path}; retrain with: python -m training train {path}")
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "export": cmd_export}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    try:
+        return COMMANDS[args.verb](args, console)
+    except ConfigError as exc:
+        Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

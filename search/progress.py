@@ -1,0 +1,105 @@
+"""Live progress of a search: a rich table on a terminal, one line per event in a plain log."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from ray.tune import Callback
+
+
+def short_key(key: str) -> str:
+    """`augment.brightness` -> `brightness`: table headers stay narrow."""
+    return key.rsplit(".", 1)[-1]
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class Progress(Callback):
+    """Which trials run, their epoch and metric, and the best so far, while the search runs."""
+
+    def __init__(self, metric: str, mode: str, num_samples: int, param_keys: list[str], decode, console: Console):
+        self.metric = metric
+        self.sign = 1 if mode == "max" else -1
+        self.num_samples = num_samples
+        self.param_keys = param_keys
+        self.decode = decode  # trial.config -> {dotted key: value}
+        self.console = console
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.best: tuple[float, str] | None = None
+        self.started = time.monotonic()
+        self.live: Live | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; a console and a live view hold locks.
+        return {**self.__dict__, "console": None, "live": None}
+
+    def setup(self, **info) -> None:
+        if self.console.is_terminal:
+            self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=True)
+            self.live.start()
+
+    def _row(self, trial) -> dict[str, Any]:
+        if trial.trial_id not in self.rows:
+            self.rows[trial.trial_id] = {"status": "RUNNING", "epoch": 0, "value": math.nan, "params": self.decode(trial.config)}
+        return self.rows[trial.trial_id]
+
+    def _event(self, trial, text: str) -> None:
+        if self.live:
+            self.live.update(self.table())
+        else:
+            self.console.print(f"[{self.elapsed()}] {trial.trial_id} {text}", highlight=False)
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        row = self._row(trial)
+        params = " ".join(f"{short_key(k)}={format_value(v)}" for k, v in row["params"].items())
+        self._event(trial, f"started {params}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        row = self._row(trial)
+        row["epoch"] = int(result.get("epoch", 0))
+        value = result.get(self.metric, math.nan)
+        row["value"] = value
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            if self.best is None or self.sign * value > self.sign * self.best[0]:
+                self.best = (value, trial.trial_id)
+        self._event(trial, f"epoch {row['epoch']} {self.metric}={format_value(value)}{self._best_text()}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._row(trial)["status"] = "DONE"
+        self._event(trial, f"done after {self._row(trial)['epoch']} epochs")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._row(trial)["status"] = "FAILED"
+        self._event(trial, "failed")
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self.live:
+            self.live.stop()
+            self.live = None
+
+    def _best_text(self) -> str:
+        return f" (best {format_value(self.best[0])} by {self.best[1]})" if self.best else ""
+
+    def elapsed(self) -> str:
+        seconds = int(time.monotonic() - self.started)
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+    def table(self) -> Table:
+        finished = sum(r["status"] != "RUNNING" for r in self.rows.values())
+        title = f"{finished}/{self.num_samples} trials done, {self.elapsed()} elapsed{self._best_text()}"
+        table = Table(title=title, title_justify="left")
+        for header in ["trial", "status", "epoch", *map(short_key, self.param_keys), self.metric]:
+            table.add_column(header)
+        for trial_id, row in self.rows.items():
+            params = [format_value(row["params"].get(k, "")) for k in self.param_keys]
+            table.add_row(trial_id, row["status"], str(row["epoch"]), *params, format_value(row["value"]))
+        return table

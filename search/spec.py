@@ -1,0 +1,141 @@
+"""The space file schema (`SearchSpec`) and `load_plan(path)`: everything checked before Ray starts."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from search.space import Distribution, check_space, parse_space
+from training.config import Section, TrackingConfig, TrainConfig
+from training.config_file import read_yaml, suggestion, validate_model
+from training.errors import ConfigError
+from training.tasks import get_task
+
+
+class SearchSettings(Section):
+    """What to optimize and how many trials to run."""
+
+    metric: str = Field("val/macro_f1", description="metric the search optimizes (must be one the task reports)")
+    mode: Literal["max", "min"] = Field("max", description="maximize or minimize the metric")
+    num_samples: int = Field(8, ge=1, description="number of trials")
+    max_concurrent: int = Field(2, ge=1, description="trials running at once")
+    seed: int = Field(0, description="seed of the Optuna TPE sampler")
+    baseline: list[dict[str, Any]] = Field(
+        default_factory=list, description="known configs (dotted key -> value) evaluated first"
+    )
+
+
+class SchedulerSettings(Section):
+    """Early stopping of unpromising trials."""
+
+    name: Literal["asha", "none"] = Field("asha", description="asha = Tune's ASHAScheduler; none = full budget")
+    max_epochs: int | None = Field(None, ge=1, description="epochs of a full trial (default: base train.epochs)")
+    grace_period: int = Field(1, ge=1, description="epochs every trial gets before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="1/reduction_factor of trials go on at each rung")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class ResourceSettings(Section):
+    """What one trial gets."""
+
+    cpu: float = Field(1.0, gt=0, description="CPUs per trial (also its torch thread count)")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction such as 0.25 packs 4 trials on a card")
+
+    @field_validator("gpu")
+    @classmethod
+    def _fraction_or_whole(cls, value: float) -> float:
+        if value > 1 and not float(value).is_integer():
+            raise ValueError(f"expected a fraction in (0, 1] or a whole number of GPUs, got {value}")
+        return value
+
+
+class SearchSpec(Section):
+    """A space file: the fixed base config, the searched keys and how to search them."""
+
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="search name (default: the space file's stem)"
+    )
+    task: str = Field("classification", description="training task")
+    data: dict[str, Any] = Field(default_factory=dict, description="training config `data` section")
+    base: dict[str, Any] = Field(default_factory=dict, description="fixed training config values")
+    space: dict[str, Any] = Field(description="dotted training-config key -> distribution")
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+
+@dataclass
+class SearchPlan:
+    """A checked space file, ready for the tuner."""
+
+    path: Path
+    spec: SearchSpec
+    name: str
+    base: TrainConfig
+    space: dict[str, Distribution]
+
+    @property
+    def epochs(self) -> int:
+        return self.base.train.epochs
+
+
+def _base_config(spec: SearchSpec) -> TrainConfig:
+    """base + the top-level task/data (+ the scheduler's epoch budget), validated."""
+    if "task" in spec.base:
+        raise ConfigError("base.task", "set the task at the top of the file, not under base")
+    merged = copy.deepcopy(spec.base)
+    merged["task"] = spec.task
+    merged["data"] = {**merged.get("data", {}), **spec.data}
+    if spec.scheduler.max_epochs:
+        merged.setdefault("train", {})["epochs"] = spec.scheduler.max_epochs
+    try:
+        return validate_model(TrainConfig, merged)
+    except ConfigError as exc:
+        top_level = (exc.key or "").split(".")[0] in ("task", "data")
+        raise (exc if top_level else exc.with_prefix("base")) from None
+
+
+def _check_metric(spec: SearchSpec, base: TrainConfig) -> None:
+    known = get_task(base.task).metric_names(base)
+    if spec.search.metric not in known:
+        raise ConfigError(
+            "search.metric",
+            f"task '{base.task}' does not report '{spec.search.metric}'" + suggestion(spec.search.metric, known),
+        )
+
+
+def _check_baseline(spec: SearchSpec, space: dict[str, Distribution]) -> None:
+    for i, point in enumerate(spec.search.baseline):
+        for key, value in point.items():
+            where = f"search.baseline.{i}.{key}"
+            if key not in space:
+                raise ConfigError(where, "not a searched key; fixed values belong in base")
+            if not space[key].contains(value):
+                raise ConfigError(where, f"{value!r} is outside the searched range of {key}")
+
+
+def load_plan(path: str | Path) -> SearchPlan:
+    """Read and check a space file; every error is a ConfigError naming the file and key."""
+    path = Path(path)
+    try:
+        spec = validate_model(SearchSpec, read_yaml(path))
+        base = _base_config(spec)
+        get_task(base.task).check(base)
+        space = parse_space(spec.space)
+        if not space:
+            raise ConfigError("space", "expected at least one searched key")
+        check_space(base, space)
+        _check_metric(spec, base)
+        _check_baseline(spec, space)
+    except ConfigError as exc:
+        raise exc.with_file(path) from None
+    return SearchPlan(path=path, spec=spec, name=spec.name or path.stem, base=base, space=space)

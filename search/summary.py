@@ -1,0 +1,80 @@
+"""What a finished search leaves behind: summary.json (read by export) and the console summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from search.progress import format_value, short_key
+
+SUMMARY_FILE = "summary.json"
+
+
+def trial_status(error: Any, epochs: int, max_epochs: int) -> str:
+    if error is not None:
+        return "FAILED"
+    return "STOPPED" if epochs < max_epochs else "DONE"
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The reported metrics (keys with a '/') that are finite numbers."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def pick_best(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    """The trial whose last reported `metric` is best; failed trials and missing values never win."""
+    sign = 1 if mode == "max" else -1
+    scored = [t for t in trials if t["status"] != "FAILED" and metric in t["metrics"]]
+    return max(scored, key=lambda t: sign * t["metrics"][metric], default=None)
+
+
+def ranked(trials: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    sign = 1 if mode == "max" else -1
+    return sorted(trials, key=lambda t: -sign * t["metrics"].get(metric, -sign * math.inf))
+
+
+def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
+    path = out_dir / SUMMARY_FILE
+    path.write_text(json.dumps(summary, indent=2, default=str))
+    return path
+
+
+def read_summary(result_dir: Path) -> dict[str, Any]:
+    return json.loads((result_dir / SUMMARY_FILE).read_text())
+
+
+def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
+    metric, mode = summary["metric"], summary["mode"]
+    keys = list(summary["space_keys"])
+    table = Table(title=f"top trials of '{summary['name']}' by {metric} ({mode})", title_justify="left")
+    for header in ["trial", "status", "epochs", *map(short_key, keys), metric]:
+        table.add_column(header)
+    for trial in ranked(summary["trials"], metric, mode)[:top]:
+        values = [format_value(trial["params"].get(k, "")) for k in keys]
+        score = format_value(trial["metrics"].get(metric, float("nan")))
+        table.add_row(trial["trial_id"], trial["status"], str(trial["epochs"]), *values, score)
+    console.print(table)
+    counts = {s: sum(t["status"] == s for t in summary["trials"]) for s in ("DONE", "STOPPED", "FAILED")}
+    console.print(
+        f"{len(summary['trials'])} trials in {summary['duration_s']:.0f}s: {counts['DONE']} full, "
+        f"{counts['STOPPED']} stopped early by ASHA, {counts['FAILED']} failed"
+    )
+    best = summary["best"]
+    if best is None:
+        console.print("[red]no trial produced the metric[/]")
+        return
+    values = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
+    console.print(f"best: {best['trial_id']} {metric}={format_value(best['metrics'][metric])} with {values}")
+    console.print(f"results: {summary['out_dir']}  (best config: {summary['out_dir']}/best.yaml)")
+    tracking = summary["tracking"]
+    console.print(f"MLflow:  mlflow ui --backend-store-uri {tracking['uri']}  (experiment '{tracking['experiment']}')")
+    console.print(f"retrain: python -m search export {summary['out_dir']} -o best.yaml && python -m training train best.yaml")

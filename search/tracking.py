@@ -1,0 +1,58 @@
+"""MLflow, all in one place: one parent run per search, one nested run per trial.
+
+Every write happens in the driver process (a Tune callback), so concurrent trials never contend
+for the SQLite store's lock and no write is lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune import Callback
+
+from training.tracking import Tracker
+
+
+class TrialTracking(Callback):
+    """Tune callback: a nested MLflow run per trial with its params, per-epoch metrics and status."""
+
+    def __init__(self, tracker: Tracker, parent_run_id: str, trial_params: Any, max_epochs: int):
+        self.tracker = tracker
+        self.parent_run_id = parent_run_id
+        self.trial_params = trial_params  # trial config -> flat dotted params of its resolved config
+        self.max_epochs = max_epochs
+        self.run_ids: dict[str, str] = {}
+        self.epochs: dict[str, int] = {}
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        run_id = self.tracker.start_run(trial.trial_id, {"trial_id": trial.trial_id}, parent=self.parent_run_id)
+        self.run_ids[trial.trial_id] = run_id
+        self.tracker.log(run_id, params=self.trial_params(trial.config))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        epoch = int(result.get("epoch", 0))
+        self.epochs[trial.trial_id] = epoch
+        metrics = {k: v for k, v in result.items() if "/" in k}
+        self.tracker.log(self.run_ids[trial.trial_id], metrics=metrics, step=epoch)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        epochs = self.epochs.get(trial.trial_id, 0)
+        tags = {"epochs_run": epochs, "early_stopped": epochs < self.max_epochs}
+        run_id = self.run_ids[trial.trial_id]
+        self.tracker.log(run_id, tags=tags)
+        self.tracker.end_run(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        self.tracker.log(run_id, tags={"failure_reason": failure_reason(trial), "epochs_run": self.epochs.get(trial.trial_id, 0)})
+        self.tracker.end_run(run_id, "FAILED")
+
+
+def failure_reason(trial) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    error = trial.get_error()
+    text = str(error) if error else ""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "unknown error"

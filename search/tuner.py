@@ -1,0 +1,150 @@
+"""Ray Tune + OptunaSearch (seeded TPE) + ASHA + fractional resources + MLflow, for one plan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from search.spec import SearchPlan
+from search.space import decode_trial, encode_point, optuna_space
+from training.tracking import flatten
+from training.errors import ConfigError
+
+# Before Ray is imported: no auto CSV/JSON/TensorBoard loggers (MLflow is our record), no log dedup noise.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+
+import optuna  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from search.trainable import make_trainable, trial_config  # noqa: E402
+
+
+@dataclass
+class RunOptions:
+    """Command-line settings of one `search run`."""
+
+    out_dir: Path
+    tracking_uri: str
+    address: str | None = None
+    require_gpu: bool = False
+
+
+def init_ray(address: str | None) -> None:
+    """Local Ray by default, an existing cluster with `address`; Ray's console noise stays in its logs."""
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        ignore_reinit_error=True,
+    )
+
+
+def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> float:
+    """The GPU share each trial gets: `requested`, or 0 (with one warning) on a cluster without GPUs."""
+    if requested <= 0:
+        return 0.0
+    available = ray.cluster_resources().get("GPU", 0)
+    if available > 0:
+        return requested
+    if require_gpu:
+        raise ConfigError("resources.gpu", f"{requested} GPU per trial asked with --require-gpu, but the Ray cluster has no GPU")
+    console.print(f"[yellow]warning:[/] no GPU in the Ray cluster: resources.gpu {requested} -> 0, trials run on CPU")
+    return 0.0
+
+
+def startup_trials(num_samples: int, baseline: int) -> int:
+    """Random trials before TPE models the space: a quarter of the budget, 2..10, after the baselines."""
+    return baseline + min(10, max(2, num_samples // 4))
+
+
+def build_searcher(plan: SearchPlan) -> OptunaSearch:
+    settings = plan.spec.search
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed,
+        multivariate=True,
+        constant_liar=True,  # concurrent trials: pending ones count as bad, so TPE does not resample them
+        n_startup_trials=startup_trials(settings.num_samples, len(settings.baseline)),
+    )
+    points = [encode_point(plan.space, point) for point in settings.baseline]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
+        return OptunaSearch(
+            space=optuna_space(plan.space),
+            metric=settings.metric,
+            mode=settings.mode,
+            points_to_evaluate=points or None,
+            sampler=sampler,
+        )
+
+
+def build_scheduler(plan: SearchPlan):
+    settings = plan.spec.scheduler
+    if settings.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=plan.epochs,
+        grace_period=min(settings.grace_period, plan.epochs),
+        reduction_factor=settings.reduction_factor,
+    )
+
+
+def trial_params(plan: SearchPlan):
+    """trial.config -> the flat dotted params of the trial's whole resolved training config."""
+
+    def params(config: dict[str, Any]) -> dict[str, Any]:
+        return flatten(trial_config(plan.base, plan.space, config).model_dump(mode="json"))
+
+    return params
+
+
+def searched_values(plan: SearchPlan):
+    def values(config: dict[str, Any]) -> dict[str, Any]:
+        return decode_trial(plan.space, config)
+
+    return values
+
+
+def build_tuner(plan: SearchPlan, gpu: float, out_dir: Path, callbacks: list) -> tune.Tuner:
+    spec = plan.spec
+    trainable = make_trainable(plan.base, plan.space, spec.resources.cpu, gpu)
+    trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": gpu})
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=spec.search.metric,
+            mode=spec.search.mode,
+            search_alg=build_searcher(plan),
+            scheduler=build_scheduler(plan),
+            num_samples=spec.search.num_samples,
+            max_concurrent_trials=spec.search.max_concurrent,
+            reuse_actors=True,
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name="tune",
+            storage_path=str(out_dir.resolve()),
+            callbacks=callbacks,
+            verbose=0,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )

@@ -1,0 +1,98 @@
+"""`python -m training train CONFIG.yaml`: one training run outside Ray, logged to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+
+from training.config import TrainConfig
+from training.config_file import load_config
+from training.errors import ConfigError
+from training.fit import EpochReport, fit
+from training.tasks import get_task
+
+EXIT_OK, EXIT_USER = 0, 2
+SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/macro_f1", "val/miss_rate", "val/overkill_rate", "val/mAP50")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Train one config, no Ray needed.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    train = verbs.add_parser("train", help="train a config YAML (e.g. one exported by `python -m search export`)")
+    train.add_argument("config", type=Path, help="training config YAML")
+    train.add_argument("--epochs", type=int, help="override train.epochs")
+    train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the config's, else sqlite:///results/mlflow.db)")
+    train.add_argument("--out", type=Path, help="output folder (default: results/train/<config name>-<time>)")
+    return parser
+
+
+def _prepare(args: argparse.Namespace) -> TrainConfig:
+    cfg = load_config(args.config)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise ConfigError("--epochs", f"expected a positive number of epochs, got {args.epochs}")
+        cfg.train.epochs = args.epochs
+    try:
+        get_task(cfg.task).check(cfg)
+    except ConfigError as exc:
+        raise exc.with_file(args.config) from None
+    return cfg
+
+
+def epoch_line(report: EpochReport, epochs: int) -> str:
+    shown = "  ".join(f"{k}={report.metrics[k]:.4f}" for k in SHOWN if k in report.metrics)
+    return f"epoch {report.epoch}/{epochs}  {shown}  ({report.metrics.get('time/epoch_s', 0):.1f}s)"
+
+
+def train(args: argparse.Namespace, console: Console) -> int:
+    cfg = _prepare(args)
+    from training.tracking import Tracker, default_tracking_uri, flatten
+
+    out = args.out or Path("results/train") / f"{args.config.stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    uri = args.tracking_uri or cfg.tracking.uri or default_tracking_uri(Path("results"))
+    tracker = Tracker(uri, cfg.tracking.experiment, artifact_root=Path("results/mlartifacts"))
+    run_id = tracker.start_run(f"train {args.config.stem}", tags={"config_file": str(args.config), "kind": "retrain"})
+    tracker.log(run_id, params=flatten(cfg.model_dump(mode="json")))
+    history: list[dict] = []
+
+    def on_epoch(report: EpochReport) -> None:
+        history.append({"epoch": report.epoch, **report.metrics})
+        tracker.log(run_id, metrics=report.metrics, step=report.epoch)
+        console.print(epoch_line(report, cfg.train.epochs))
+        if report.epoch == cfg.train.epochs:
+            torch.save(report.state()["model"], out / "model.pt")
+
+    try:
+        final = fit(cfg, on_epoch=on_epoch)
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+    (out / "metrics.json").write_text(json.dumps({"final": final, "history": history}, indent=2))
+    for name in ("config.yaml", "metrics.json", "model.pt"):
+        tracker.log_artifact(run_id, out / name)
+    tracker.end_run(run_id)
+    console.print(f"done: weights {out / 'model.pt'}, metrics {out / 'metrics.json'}, MLflow run {run_id} in {uri}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    try:
+        return train(args, console)
+    except ConfigError as exc:
+        Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
+        return EXIT_USER
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The typed training config: every knob, its default and a one-line doc, in one place.
+
+A search space's dotted key (``optim.lr``) is the path of a field here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Section(BaseModel):
+    """A config group: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticData(Section):
+    """The embedded synthetic defect dataset (no download, deterministic from `seed`)."""
+
+    count: int = Field(800, ge=8, description="images generated in total (train + val)")
+    classes: list[str] = Field(
+        default_factory=lambda: ["good", "scratch", "rust", "chip", "crack"],
+        min_length=2,
+        description="class names; 'good' is drawn defect-free, the others as defects of that kind",
+    )
+    good_fraction: float = Field(0.4, gt=0, lt=1, description="share of good (defect-free) images")
+    imbalance: float = Field(
+        0.25, gt=0, le=1, description="rarest defect class count / commonest defect class count"
+    )
+    difficulty: float = Field(0.5, ge=0, le=1, description="0 = bold defects, 1 = faint, small ones")
+    seed: int = Field(0, description="seed of the generator: same seed, same images")
+
+
+class ImageFolderData(Section):
+    """Real images as ROOT/<class>/*.png (split: random) or ROOT/{train,val}/<class>/* (split: folders)."""
+
+    root: Path | None = Field(None, description="folder holding one sub-folder per class")
+    split: Literal["random", "folders"] = Field(
+        "random", description="random: stratified split by data.val_fraction; folders: ROOT/train and ROOT/val"
+    )
+
+
+class DataConfig(Section):
+    """Where images come from and how they are batched."""
+
+    kind: Literal["synthetic", "imagefolder"] = Field("synthetic", description="data source")
+    image_size: int = Field(64, ge=16, description="images are resized to image_size x image_size")
+    batch_size: int = Field(32, ge=1, description="training batch size")
+    val_fraction: float = Field(0.25, gt=0, lt=1, description="share of images held out for validation")
+    split_seed: int = Field(0, description="seed of the train/val split")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = in the trial process)")
+    synthetic: SyntheticData = Field(default_factory=SyntheticData)
+    imagefolder: ImageFolderData = Field(default_factory=ImageFolderData)
+
+
+class ModelConfig(Section):
+    """The network: a timm backbone with a classification head."""
+
+    name: str = Field("resnet18", description="timm model name")
+    pretrained: bool = Field(False, description="load pretrained weights (needs them in the local cache)")
+    drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+
+
+class OptimConfig(Section):
+    """Optimizer and learning-rate schedule."""
+
+    name: Literal["adamw", "sgd"] = Field("adamw", description="optimizer")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="decoupled (adamw) or L2 (sgd) weight decay")
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd momentum")
+    schedule: Literal["onecycle", "cosine", "constant"] = Field("onecycle", description="LR schedule")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up for cosine/constant, in epochs")
+
+
+class LossConfig(Section):
+    """Classification loss."""
+
+    name: Literal["cross_entropy", "focal"] = Field("cross_entropy", description="loss function")
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter (0 = cross-entropy)")
+    focal_alpha: float | None = Field(
+        None, gt=0, lt=1, description="focal weight of defect classes (good gets 1 - alpha); none = unweighted"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+
+
+class AugmentConfig(Section):
+    """Training augmentation magnitudes; 0 switches a transform off."""
+
+    p: float = Field(0.5, ge=0, le=1, description="probability that each enabled magnitude transform fires")
+    brightness: float = Field(0.0, ge=0, le=1, description="max relative brightness change")
+    contrast: float = Field(0.0, ge=0, le=1, description="max relative contrast change")
+    saturation: float = Field(0.0, ge=0, le=1, description="max relative saturation change")
+    hue: float = Field(0.0, ge=0, le=0.5, description="max hue shift (fraction of the colour circle)")
+    sharpness: float = Field(0.0, ge=0, le=1, description="max sharpening blend (0..1)")
+    rotate: float = Field(0.0, ge=0, le=180, description="max rotation in degrees")
+    hflip: float = Field(0.0, ge=0, le=1, description="horizontal flip probability")
+    vflip: float = Field(0.0, ge=0, le=1, description="vertical flip probability")
+    elastic: float = Field(0.0, ge=0, le=1, description="elastic distortion strength")
+    grid_distortion: float = Field(0.0, ge=0, le=1, description="grid distortion limit")
+    clahe: float = Field(0.0, ge=0, le=16, description="max CLAHE clip limit")
+    coarse_dropout: float = Field(0.0, ge=0, le=0.5, description="max hole side as a fraction of the image")
+
+
+class TrainLoopConfig(Section):
+    """The epoch loop and the hardware knobs."""
+
+    epochs: int = Field(10, ge=1, description="training epochs")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when available")
+    amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+
+
+class EvalConfig(Section):
+    """Evaluation settings."""
+
+    good_class: str = Field("good", description="the defect-free class: miss and overkill rates count against it")
+
+
+class TrackingConfig(Section):
+    """Where MLflow runs go."""
+
+    uri: str | None = Field(None, description="MLflow tracking URI; none = sqlite:///<results>/mlflow.db")
+    experiment: str = Field("defect-search", description="MLflow experiment name")
+
+
+class TrainConfig(Section):
+    """A whole training run: what `python -m training train` reads and a search trial resolves to."""
+
+    task: str = Field("classification", description="task name (see training.tasks)")
+    seed: int = Field(0, description="seed of weights init, shuffling and augmentation")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainLoopConfig = Field(default_factory=TrainLoopConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)

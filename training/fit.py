@@ -1,0 +1,112 @@
+"""The epoch loop: train one epoch, step the schedule, evaluate, hand the epoch to a callback."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from training.config import TrainConfig
+from training.optim import create_optimizer, create_scheduler
+from training.runtime import Runtime
+from training.tasks import Task, create_task
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training diverged: the loss became NaN or infinite."""
+
+
+@dataclass
+class EpochReport:
+    """What a callback gets after each epoch; `state()` builds a checkpoint only when asked."""
+
+    epoch: int
+    metrics: dict[str, float]
+    state: Callable[[], dict[str, Any]]
+
+
+EpochCallback = Callable[[EpochReport], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    cfg: TrainConfig,
+    runtime: Runtime | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume_state: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Train `cfg` for `cfg.train.epochs` epochs; returns the last epoch's metrics."""
+    runtime = runtime or Runtime.from_config(cfg.train)
+    runtime.apply()
+    seed_everything(cfg.seed)
+    task = create_task(cfg, runtime)
+    optimizer = create_optimizer(task.model, cfg.optim)
+    scheduler = create_scheduler(optimizer, cfg.optim, cfg.train.epochs, len(task.train_loader))
+    scaler = runtime.grad_scaler()
+    start = 1
+    if resume_state:
+        task.model.load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        start = resume_state["epoch"] + 1
+
+    def state(epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "model": task.model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "config": cfg.model_dump(mode="json"),
+        }
+
+    metrics: dict[str, float] = {}
+    for epoch in range(start, cfg.train.epochs + 1):
+        began = time.perf_counter()
+        train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch)
+        metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": scheduler.get_last_lr()[0]}
+        metrics["time/epoch_s"] = time.perf_counter() - began
+        if on_epoch:
+            on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e)))
+    return metrics
+
+
+def train_one_epoch(
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+    epoch: int,
+) -> float:
+    """One pass over the training data; the mean loss. Raises NonFiniteLossError on divergence."""
+    task.model.train()
+    total, batches = 0.0, 0
+    for batch in task.train_loader:
+        optimizer.zero_grad(set_to_none=True)
+        with task.runtime.autocast():
+            loss = task.training_loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, batch {batches + 1}")
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(task.model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        total += loss.item()
+        batches += 1
+    mean = total / max(batches, 1)
+    if not math.isfinite(mean):
+        raise NonFiniteLossError(f"mean training loss is {mean} at epoch {epoch}")
+    return mean

@@ -1,0 +1,58 @@
+"""Where a run executes: device, CPU threads, GPU memory share, mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from training.config import TrainLoopConfig
+
+
+@dataclass
+class Runtime:
+    """The hardware a run gets; a search trial fills it from its Ray resources."""
+
+    device: torch.device
+    cpu_threads: int | None = None
+    gpu_fraction: float | None = None
+    amp: bool = False
+    channels_last: bool = False
+
+    @classmethod
+    def from_config(
+        cls, cfg: TrainLoopConfig, cpu_threads: int | None = None, gpu_fraction: float | None = None
+    ) -> Runtime:
+        cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        return cls(
+            device=torch.device("cuda" if cuda else "cpu"),
+            cpu_threads=cpu_threads,
+            gpu_fraction=gpu_fraction,
+            amp=cuda and cfg.amp,
+            channels_last=cuda and cfg.channels_last,
+        )
+
+    def apply(self) -> None:
+        """Claim the share of the machine this run may use, so packed runs cannot starve each other."""
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        if self.device.type == "cuda" and self.gpu_fraction and self.gpu_fraction < 1:
+            torch.cuda.set_per_process_memory_fraction(float(self.gpu_fraction), self.device.index)
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling is needed for fp16 only; bf16 has fp32's range."""
+        return torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+
+    def to_device(self, images: torch.Tensor) -> torch.Tensor:
+        memory_format = torch.channels_last if self.channels_last else torch.preserve_format
+        return images.to(self.device, non_blocking=True, memory_format=memory_format)

@@ -1,0 +1,38 @@
+"""Task registry: name -> Task class. Add a task by decorating it with `@register_task`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from training.config import TrainConfig
+from training.config_file import suggestion
+from training.errors import ConfigError
+from training.runtime import Runtime
+from training.tasks.base import Task
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    def add(cls: type[Task]) -> type[Task]:
+        cls.name = name
+        TASKS[name] = cls
+        return cls
+
+    return add
+
+
+def get_task(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise ConfigError("task", f"unknown task '{name}'" + suggestion(name, list(TASKS)))
+    return TASKS[name]
+
+
+def create_task(cfg: TrainConfig, runtime: Runtime) -> Task:
+    return get_task(cfg.task)(cfg, runtime)
+
+
+# Tasks register themselves on import.
+from training.tasks import classification  # noqa: E402,F401
+
+__all__ = ["TASKS", "Task", "create_task", "get_task", "register_task"]

@@ -1,0 +1,42 @@
+"""The small interface every task implements; the fit loop knows tasks only through it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from training.config import TrainConfig
+from training.runtime import Runtime
+
+
+class Task(ABC):
+    """Owns the data, the model and the loss of one run; `fit` drives it epoch by epoch."""
+
+    name: ClassVar[str]
+    model: nn.Module
+    train_loader: DataLoader
+
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
+        self.cfg = cfg
+        self.runtime = runtime
+
+    @classmethod
+    @abstractmethod
+    def metric_names(cls, cfg: TrainConfig) -> list[str]:
+        """Every metric key this task reports per epoch (`train/...`, `val/...`)."""
+
+    @classmethod
+    def check(cls, cfg: TrainConfig) -> None:
+        """Raise a ConfigError for a config this task cannot run; cheap, runs before any trial."""
+
+    @abstractmethod
+    def training_loss(self, batch: Any) -> torch.Tensor:
+        """The scalar loss of one training batch (inside the runtime's autocast)."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics keyed `val/...`."""
