@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from search.console import make_console
 from training.errors import ConfigError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +55,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
     plan = load_plan(args.space)
     _apply_overrides(plan, args)
-    if not plan.name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+    if not re.fullmatch(NAME_PATTERN, plan.name):
         raise ConfigError("--name", f"expected letters, digits, '.', '-' or '_', got '{plan.name}'")
     from search.runner import run_search
     from training.tracking import default_tracking_uri
@@ -77,7 +80,7 @@ COMMANDS = {"run": cmd_run, "export": cmd_export}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(stderr=False, highlight=False)
+    console = make_console()
     try:
         return COMMANDS[args.verb](args, console)
     except ConfigError as exc:

@@ -11,16 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from ray.tune import Callback
 
-
-def short_key(key: str) -> str:
-    """`augment.brightness` -> `brightness`: table headers stay narrow."""
-    return key.rsplit(".", 1)[-1]
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+from search.console import format_value, short_key
+from search.tracking import failure_reason
 
 
 class Progress(Callback):
@@ -79,7 +71,7 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._row(trial)["status"] = "FAILED"
-        self._event(trial, "failed")
+        self._event(trial, f"failed: {failure_reason(trial)}")
 
     def on_experiment_end(self, trials, **info) -> None:
         if self.live:

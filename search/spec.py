@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from search.space import Distribution, check_space, parse_space
+from search.space import Distribution, check_space, get_dotted, parse_space
 from training.config import Section, TrackingConfig, TrainConfig
 from training.config_file import read_yaml, suggestion, validate_model
 from training.errors import ConfigError
@@ -82,6 +82,7 @@ class SearchPlan:
     name: str
     base: TrainConfig
     space: dict[str, Distribution]
+    baseline: list[dict[str, Any]]
 
     @property
     def epochs(self) -> int:
@@ -113,14 +114,23 @@ def _check_metric(spec: SearchSpec, base: TrainConfig) -> None:
         )
 
 
-def _check_baseline(spec: SearchSpec, space: dict[str, Distribution]) -> None:
-    for i, point in enumerate(spec.search.baseline):
-        for key, value in point.items():
-            where = f"search.baseline.{i}.{key}"
+def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distribution]) -> list[dict[str, Any]]:
+    """Each baseline completed with the base config's value for every searched key it leaves out."""
+    points = []
+    base_values = base.model_dump(mode="python")
+    for i, given in enumerate(spec.search.baseline):
+        for key in given:
             if key not in space:
-                raise ConfigError(where, "not a searched key; fixed values belong in base")
+                raise ConfigError(f"search.baseline.{i}.{key}", "not a searched key; fixed values belong in base")
+        point = {key: given.get(key, get_dotted(base_values, key)) for key in space}
+        for key, value in point.items():
             if not space[key].contains(value):
-                raise ConfigError(where, f"{value!r} is outside the searched range of {key}")
+                origin = "" if key in given else " (the base value; give one in the baseline)"
+                raise ConfigError(
+                    f"search.baseline.{i}.{key}", f"{value!r}{origin} is outside the searched range of {key}"
+                )
+        points.append(point)
+    return points
 
 
 def load_plan(path: str | Path) -> SearchPlan:
@@ -135,7 +145,7 @@ def load_plan(path: str | Path) -> SearchPlan:
             raise ConfigError("space", "expected at least one searched key")
         check_space(base, space)
         _check_metric(spec, base)
-        _check_baseline(spec, space)
+        baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    return SearchPlan(path=path, spec=spec, name=spec.name or path.stem, base=base, space=space)
+    return SearchPlan(path=path, spec=spec, name=spec.name or path.stem, base=base, space=space, baseline=baseline)

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from search.progress import format_value, short_key
+from search.console import format_value, short_key
 
 SUMMARY_FILE = "summary.json"
 

@@ -26,6 +26,8 @@ import optuna  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
+# Tune logs each failed trial's traceback at ERROR; the progress view and MLflow already report it.
+logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
@@ -81,9 +83,9 @@ def build_searcher(plan: SearchPlan) -> OptunaSearch:
         seed=settings.seed,
         multivariate=True,
         constant_liar=True,  # concurrent trials: pending ones count as bad, so TPE does not resample them
-        n_startup_trials=startup_trials(settings.num_samples, len(settings.baseline)),
+        n_startup_trials=startup_trials(settings.num_samples, len(plan.baseline)),
     )
-    points = [encode_point(plan.space, point) for point in settings.baseline]
+    points = [encode_point(plan.space, point) for point in plan.baseline]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
         return OptunaSearch(
