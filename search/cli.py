@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.verb](args, console)
     except ConfigError as exc:
-        Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -19,6 +19,10 @@ from training.errors import ConfigError
 SCALAR = (type(None), bool, int, float, str)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Uniform:
     lo: float
@@ -28,10 +32,11 @@ class Uniform:
         return od.FloatDistribution(self.lo, self.hi)
 
     def probe_values(self) -> list[Any]:
-        return [self.lo, self.hi]
+        """The ends and a non-integral inner value: an integer-only key must refuse a float range."""
+        return [self.lo, self.hi, self.lo + (self.hi - self.lo) / math.pi]
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float)) and self.lo <= value <= self.hi
+        return _is_number(value) and self.lo <= value <= self.hi
 
     def encode(self, value: Any) -> Any:
         return value
@@ -52,6 +57,9 @@ class IntRange(Uniform):
 
     def to_optuna(self) -> od.BaseDistribution:
         return od.IntDistribution(int(self.lo), int(self.hi), step=self.step)
+
+    def probe_values(self) -> list[Any]:
+        return [int(self.lo), int(self.hi)]
 
     def contains(self, value: Any) -> bool:
         return isinstance(value, int) and super().contains(value) and (value - self.lo) % self.step == 0
@@ -74,11 +82,21 @@ class Choice:
     def probe_values(self) -> list[Any]:
         return list(self.values)
 
+    def _index(self, value: Any) -> int | None:
+        """Position of `value` among the choices, with bools never equal to numbers."""
+        for i, choice in enumerate(self.values):
+            if choice == value and isinstance(choice, bool) == isinstance(value, bool):
+                return i
+        return None
+
     def contains(self, value: Any) -> bool:
-        return value in self.values
+        return self._index(value) is not None
 
     def encode(self, value: Any) -> Any:
-        return json.dumps(value) if self.encoded else value
+        """The offered choice equal to `value` (so [0.5, 1, 2] finds '[0.5, 1.0, 2.0]')."""
+        index = self._index(value)
+        choice = self.values[index] if index is not None else value
+        return json.dumps(choice) if self.encoded else choice
 
     def decode(self, value: Any) -> Any:
         return json.loads(value) if self.encoded else value
@@ -111,7 +129,7 @@ def _parse_choice(where: str, values: Any) -> Choice:
 
 def _parse_range(where: str, kind: str, bounds: Any, step: Any) -> Distribution:
     numbers = isinstance(bounds, list) and len(bounds) == 2
-    numbers = numbers and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+    numbers = numbers and all(_is_number(b) for b in bounds)
     if not numbers or not all(math.isfinite(b) for b in bounds):
         raise ConfigError(f"{where}.{kind}", f"expected [lo, hi] with two finite numbers, got {bounds!r}")
     lo, hi = bounds

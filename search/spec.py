@@ -101,7 +101,8 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
     try:
         return validate_model(TrainConfig, merged)
     except ConfigError as exc:
-        top_level = (exc.key or "").split(".")[0] in ("task", "data")
+        parts = (exc.key or "").split(".")
+        top_level = parts[0] == "task" or (parts[0] == "data" and parts[1:2] and parts[1] in spec.data)
         raise (exc if top_level else exc.with_prefix("base")) from None
 
 

@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return train(args, console)
     except ConfigError as exc:
-        Console(stderr=True, highlight=False).print(f"error: {exc}", markup=False)
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER
 
 

@@ -48,8 +48,9 @@ def validation_error(exc: ValidationError, model_cls: type[BaseModel], prefix: s
     if err["type"] == "extra_forbidden":
         known = field_names_at(model_cls, [p for p in err["loc"][:-1]])
         return ConfigError(key, "unknown key" + suggestion(str(err["loc"][-1]), known))
-    message = err["msg"]
-    if err["type"] != "missing" and "input" in err and not isinstance(err["input"], (dict, list)):
+    message = err["msg"].removeprefix("Value error, ")
+    shown = err["type"] not in ("missing", "value_error") and not isinstance(err.get("input"), (dict, list))
+    if shown and "input" in err:
         message += f" (got {err['input']!r})"
     return ConfigError(key, message[0].lower() + message[1:])
 

@@ -266,16 +266,8 @@ def test_optuna_study_values_merge_into_a_valid_config(quiet_optuna):
     assert {key: config[key] for key in trial.params} == trial.params
 
 
-# ---------------------------------------------------------------- known library bugs (strict xfail: flip when fixed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "library bug: Choice.contains compares lists with == ([0.5, 1, 2] == [0.5, 1.0, 2.0]) but encode() "
-        "JSON-dumps the given value, '[0.5, 1, 2]', which is not among the categorical's choices"
-    ),
-)
 def test_choice_baseline_equal_list_encodes_to_an_offered_choice():
     space = {"anchors.ratios": Choice(tuple(ANCHOR_RATIOS))}
     point = {"anchors.ratios": [0.5, 1, 2]}  # YAML `[0.5, 1, 2]`: ints where the choice has floats
@@ -286,10 +278,6 @@ def test_choice_baseline_equal_list_encodes_to_an_offered_choice():
     assert encode_point(space, point)["anchors.ratios"] in categorical.choices
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: Uniform/IntRange.contains treat bools as numbers (bool is an int subclass), unlike _parse_range",
-)
 @pytest.mark.parametrize(
     "dist", [pytest.param(IntRange(0, 5), id="int"), pytest.param(Uniform(0.0, 1.0), id="uniform")]
 )

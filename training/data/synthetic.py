@@ -108,22 +108,34 @@ def _generate_cached(cfg_json: str, image_size: int) -> ImageSet:
     rng = np.random.default_rng(cfg.seed % 2**64)  # negative seeds are valid config values
     labels = rng.permutation(np.repeat(np.arange(len(cfg.classes)), class_counts(cfg))).astype(np.int64)
     n_defects = rng.choice(len(_DEFECTS_PER_IMAGE), size=len(labels), p=_DEFECTS_PER_IMAGE) + 1
-    drawers = [_drawer(cfg.classes, i) for i in range(len(cfg.classes))]
-    look = _look(cfg.difficulty, image_size)
-    pixels = np.empty((len(labels), image_size, image_size, 3), np.uint8)
-    boxes = []
-    chunk_size = max(1, _CHUNK_PIXELS // image_size**2)
-    for start in range(0, len(labels), chunk_size):
-        chunk = _surfaces(rng, min(chunk_size, len(labels) - start), image_size, look)
-        for image, label, k in zip(chunk, labels[start:], n_defects[start:]):
-            _add_faint_marks(image, rng, look)
-            drawer = drawers[label]
-            image_boxes = [drawer(image, rng, look) for _ in range(k if drawer else 0)]
-            boxes.append(np.array(image_boxes, np.float32).reshape(-1, 4))
-        np.clip(chunk + 0.5, 0, 255, out=pixels[start : start + len(chunk)], casting="unsafe")
+    class_drawers = [_drawer(cfg.classes, i) for i in range(len(cfg.classes))]
+    drawers = [class_drawers[label] for label in labels]
+    pixels, boxes = _render(rng, drawers, n_defects, image_size, _look(cfg.difficulty, image_size))
     box_labels = [np.full(len(b), label, np.int64) for b, label in zip(boxes, labels)]
     _read_only([pixels, labels, *boxes, *box_labels])
     return ImageSet(list(pixels), labels, boxes, box_labels)
+
+
+def _render(
+    rng: np.random.Generator, drawers: list[Drawer | None], n_defects: np.ndarray, size: int, look: _Look
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """All images as one uint8 (n, H, W, 3) array, and each image's float32 (k, 4) boxes."""
+    pixels = np.empty((len(drawers), size, size, 3), np.uint8)
+    boxes = []
+    step = max(1, _CHUNK_PIXELS // size**2)
+    for start in range(0, len(drawers), step):
+        chunk = _surfaces(rng, min(step, len(drawers) - start), size, look)
+        for image, drawer, k in zip(chunk, drawers[start:], n_defects[start:]):
+            boxes.append(_draw_on(image, rng, look, drawer, k))
+        np.clip(chunk + 0.5, 0, 255, out=pixels[start : start + len(chunk)], casting="unsafe")
+    return pixels, boxes
+
+
+def _draw_on(image: np.ndarray, rng: np.random.Generator, look: _Look, drawer: Drawer | None, k: int) -> np.ndarray:
+    """The per-image strokes on a surface: faint marks, then `k` defects unless the image is good."""
+    _add_faint_marks(image, rng, look)
+    boxes = [drawer(image, rng, look) for _ in range(k)] if drawer else []
+    return np.array(boxes, np.float32).reshape(-1, 4)
 
 
 def _read_only(arrays: list[np.ndarray]) -> None:
@@ -272,7 +284,10 @@ class _Alpha(NamedTuple):
 
     def box(self) -> list[int]:
         """Tight xyxy box of the footprint; the far edges are exclusive pixel coordinates."""
-        x, y, w, h = cv2.boundingRect((self.values >= _FOOTPRINT).view(np.uint8))
+        footprint = self.values >= _FOOTPRINT
+        if not footprint.any():  # a shape too faint for the threshold still needs a non-empty box
+            footprint = self.values > 0
+        x, y, w, h = cv2.boundingRect(footprint.view(np.uint8))
         return [self.x0 + x, self.y0 + y, self.x0 + x + w, self.y0 + y + h]
 
 
@@ -311,13 +326,16 @@ def _filled(points: np.ndarray, size: int, pad: float) -> _Alpha:
 
 
 def _blob(rng: np.random.Generator, size: int, length: float, n_parts: int) -> _Alpha:
-    """Soft union of a few ellipses strung along a line: irregular, elongated, blurred edges."""
-    radius = max(1.0, 0.22 * length)
-    centres = _place(rng, _blob_centres(rng, length, n_parts), size, margin=radius)
-    blur = max(0.6, 0.25 * radius)
-    canvas, origin = _canvas(centres, size, pad=1.2 * radius + 3 * blur)
-    axes = np.maximum(1.0, radius * rng.uniform([0.7, 0.35], [1.2, 0.7], (n_parts, 2)))
-    for centre, axis_pair, tilt in zip(_fixed(centres - origin), _fixed(axes), rng.uniform(0, 180, n_parts)):
+    """Soft union of a few overlapping ellipses strung along a line: irregular, elongated, blurred."""
+    # parts sized to their spacing so that neighbours overlap into one patch, not a row of spots
+    semi_major = length / (n_parts + 1) * rng.uniform(0.9, 1.3, n_parts)
+    axes = np.maximum(1.0, np.stack([semi_major, semi_major * rng.uniform(0.3, 0.5, n_parts)], axis=1))
+    centres, angle = _blob_parts(rng, max(0.0, length - 2 * semi_major.mean()), n_parts)
+    centres = _place(rng, centres, size, margin=axes.max())
+    blur = max(0.6, 0.3 * axes[:, 1].mean())
+    canvas, origin = _canvas(centres, size, pad=axes.max() + 3 * blur)
+    tilts = angle + rng.uniform(-20, 20, n_parts)
+    for centre, axis_pair, tilt in zip(_fixed(centres - origin), _fixed(axes), tilts):
         cv2.ellipse(canvas, tuple(centre), tuple(axis_pair), tilt, 0, 360, 255, -1, cv2.LINE_AA, _SHIFT)
     return _alpha(cv2.GaussianBlur(canvas, (0, 0), blur), origin)
 
@@ -334,10 +352,10 @@ def _dots(rng: np.random.Generator, size: int, spread: float) -> _Alpha:
 # --- geometry ----------------------------------------------------------------------------------
 
 
-def _axis_angle(rng: np.random.Generator) -> float:
-    """A random angle within 35 degrees of an image axis: line defects follow the part's edges and
-    grain more often than not, which also keeps their boxes narrow."""
-    return (rng.random() < 0.5) * math.pi / 2 + _uniform(rng, -0.6, 0.6)
+def _axis_angle(rng: np.random.Generator, spread: float = 0.6) -> float:
+    """A random angle within `spread` radians of an image axis: elongated defects follow the
+    part's edges and machining direction more often than not, which also keeps their boxes narrow."""
+    return (rng.random() < 0.5) * math.pi / 2 + _uniform(rng, -spread, spread)
 
 
 def _place(rng: np.random.Generator, points: np.ndarray, size: int, margin: float = 1.0) -> np.ndarray:
@@ -355,15 +373,18 @@ def _bowed_line(length: float, angle: float, bow: float) -> np.ndarray:
 
 def _walk(rng: np.random.Generator, length: float, step: float) -> np.ndarray:
     """A jagged random walk that keeps a main heading: the path of a crack."""
-    turns = _axis_angle(rng) + rng.uniform(-0.9, 0.9, max(2, round(length / step)))
+    turns = _axis_angle(rng) + rng.uniform(-0.75, 0.75, max(2, round(length / step)))
     steps = step * np.stack([np.cos(turns), np.sin(turns)], axis=1)
     return np.cumsum(np.vstack([np.zeros((1, 2)), steps]), axis=0)
 
 
-def _blob_centres(rng: np.random.Generator, length: float, n_parts: int) -> np.ndarray:
-    angle = _axis_angle(rng)
-    along = rng.uniform(-0.5, 0.5, (n_parts, 1)) * length
-    return along * np.array([math.cos(angle), math.sin(angle)]) + rng.normal(0, 0.05 * length, (n_parts, 2))
+def _blob_parts(rng: np.random.Generator, length: float, n_parts: int) -> tuple[np.ndarray, float]:
+    """Centres strung along a line of `length` (around the origin), and the line's angle in degrees."""
+    angle = _axis_angle(rng, spread=0.3)
+    # evenly strung, then jittered: clustered parts would make a round blob, not a streak
+    along = (np.linspace(-0.5, 0.5, n_parts) + rng.uniform(-0.1, 0.1, n_parts))[:, None] * length
+    centres = along * np.array([math.cos(angle), math.sin(angle)]) + rng.normal(0, 0.03 * length, (n_parts, 2))
+    return centres, math.degrees(angle)
 
 
 def _polygon(rng: np.random.Generator, radius: float) -> np.ndarray:
@@ -433,7 +454,7 @@ def _draw_crack(image: np.ndarray, rng: np.random.Generator, look: _Look) -> lis
 def _draw_rust(image: np.ndarray, rng: np.random.Generator, look: _Look) -> list[int]:
     """An orange-brown, mottled, elongated blotch: a colour shift more than a brightness one."""
     size = image.shape[0]
-    alpha = _blob(rng, size, size * look.scale * _uniform(rng, 0.25, 0.45), n_parts=int(rng.integers(2, 5)))
+    alpha = _blob(rng, size, size * look.scale * _uniform(rng, 0.35, 0.6), n_parts=int(rng.integers(2, 5)))
     mottled = alpha._replace(values=alpha.values * (0.7 + 0.3 * rng.random(alpha.values.shape, np.float32)))
     strength = min(0.95, 0.9 * look.strength * _uniform(rng, 0.8, 1.2))
     _tint_toward(image, mottled, _RUST * _uniform(rng, 0.75, 1.15), strength)

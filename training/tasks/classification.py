@@ -12,7 +12,7 @@ from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
 from training.losses import create_loss
 from training.metrics import classification_metric_names, classification_metrics
-from training.models import check_model_name, create_model
+from training.models import check_model_name, check_pretrained, create_model
 from training.runtime import Runtime
 from training.tasks import register_task
 from training.tasks.base import Task
@@ -51,6 +51,7 @@ class ClassificationTask(Task):
     def check(cls, cfg: TrainConfig) -> None:
         check_data(cfg.data)
         check_model_name(cfg.model.name)
+        check_pretrained(cfg.model)
         names = class_names(cfg.data)
         if cfg.loss.focal_alpha is not None and cfg.eval.good_class not in names:
             raise ConfigError("loss.focal_alpha", f"needs the good class '{cfg.eval.good_class}' among {names}")

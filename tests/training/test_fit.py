@@ -1,0 +1,220 @@
+"""The epoch loop end to end on tiny data: callbacks, determinism, divergence, resume, runtimes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import timm
+import torch
+
+from training.config import TrainConfig, TrainLoopConfig
+from training.errors import ConfigError
+from training.fit import EpochReport, NonFiniteLossError, fit
+from training.runtime import Runtime
+from training.tasks import get_task
+from training.tasks.classification import ClassificationTask
+
+MODEL = "resnet10t"
+
+
+def tiny_config(**sections) -> TrainConfig:
+    """48 synthetic 32x32 images, batches of 16, resnet10t on the CPU, 2 epochs; `sections` override."""
+    data = {"image_size": 32, "batch_size": 16, "synthetic": {"count": 48}}
+    raw = {"data": data, "model": {"name": MODEL}, "train": {"epochs": 2, "device": "cpu"}}
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return TrainConfig.model_validate(raw)
+
+
+def _comparable(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics without wall-clock timings, which differ run to run by nature."""
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+class Recorder:
+    """An on_epoch callback keeping each epoch's metrics; saves epoch `save_epoch`'s state like a trial."""
+
+    def __init__(self, state_file: Path | None = None, save_epoch: int = 1):
+        self.reports: list[EpochReport] = []
+        self.metrics: list[dict[str, float]] = []
+        self.state_file, self.save_epoch = state_file, save_epoch
+
+    def __call__(self, report: EpochReport) -> None:
+        self.reports.append(report)
+        self.metrics.append(dict(report.metrics))
+        if self.state_file and report.epoch == self.save_epoch:
+            # serialise at once, as search.trainable does: state() holds live tensors
+            torch.save(report.state(), self.state_file)
+
+    @property
+    def epochs(self) -> list[int]:
+        return [r.epoch for r in self.reports]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_cpu_thread():
+    """Tiny models train fastest on one thread, and then do not fight other test processes for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """One 2-epoch run of `tiny_config()`, its epoch-1 state saved to a file."""
+    recorder = Recorder(tmp_path_factory.mktemp("baseline") / "state.pt")
+    final = fit(tiny_config(), on_epoch=recorder)
+    return recorder, final
+
+
+@pytest.fixture(scope="module")
+def resumed(baseline):
+    """`tiny_config()` resumed from the baseline's epoch-1 state."""
+    recorder, _ = baseline
+    state = torch.load(recorder.state_file, map_location="cpu", weights_only=False)
+    again = Recorder()
+    final = fit(tiny_config(), on_epoch=again, resume_state=state)
+    return state, again, final
+
+
+def test_timm_has_the_test_model():
+    # the tests' tiny backbone exists in the installed timm
+    assert timm.is_model(MODEL)
+
+
+def test_fit_calls_back_once_per_epoch_in_order(baseline):
+    recorder, _ = baseline
+    # the callback runs once per epoch, numbered 1..N
+    assert recorder.epochs == [1, 2]
+
+
+def test_fit_reports_every_task_metric_finite(baseline):
+    recorder, _ = baseline
+    cfg = tiny_config()
+    for metrics in recorder.metrics:
+        for name in ClassificationTask.metric_names(cfg):
+            # every metric the task advertises is reported each epoch
+            assert name in metrics
+            # and is a finite number
+            assert math.isfinite(metrics[name]), name
+        # the loop adds the LR and the epoch time
+        assert metrics["train/lr"] > 0 and metrics["time/epoch_s"] > 0
+
+
+def test_fit_returns_last_epoch_metrics(baseline):
+    recorder, final = baseline
+    # fit's return value is the last epoch's report
+    assert final == recorder.metrics[-1]
+
+
+def test_fit_same_seed_same_metrics(baseline):
+    _, first = baseline
+    second = fit(tiny_config())
+    # same config and seed: bit-identical metrics on the CPU (timings aside)
+    assert _comparable(second) == _comparable(first)
+
+
+def test_fit_huge_lr_raises_non_finite_loss():
+    cfg = tiny_config(optim={"name": "sgd", "lr": 1e6, "schedule": "constant"})
+    # a diverging run stops with NonFiniteLossError instead of training on NaNs
+    with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf|-inf) at epoch \d+, batch \d+"):
+        fit(cfg)
+
+
+def test_epoch_report_state_is_a_checkpoint(resumed):
+    state, _, _ = resumed
+    # the checkpoint holds its epoch, the model, optimizer and schedule states, and the config
+    assert set(state) == {"epoch", "model", "optimizer", "scheduler", "config"}
+    # saved after epoch 1, it says so
+    assert state["epoch"] == 1
+    # its config is the run's config, round-trippable
+    assert TrainConfig.model_validate(state["config"]) == tiny_config()
+
+
+def test_fit_resume_runs_only_remaining_epochs(resumed):
+    _, again, final = resumed
+    # resuming after epoch 1 of 2 trains epoch 2 only
+    assert again.epochs == [2]
+    # and reports finite metrics for it
+    assert all(math.isfinite(v) for v in final.values())
+
+
+def test_fit_resume_restores_schedule_position(baseline, resumed):
+    recorder, _ = baseline
+    _, again, _ = resumed
+    # the LR schedule continues where it stopped: epoch 2 ends at the same LR as uninterrupted
+    assert again.metrics[0]["train/lr"] == recorder.metrics[1]["train/lr"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG training/fit.py:57-61 + tasks/classification.py:47: resume does not restore the train "
+    "loader's shuffle generator (re-seeded with cfg.seed), so a resumed epoch k replays epoch 1's batch order",
+)
+def test_fit_resume_matches_uninterrupted_run(baseline, resumed):
+    recorder, _ = baseline
+    _, again, _ = resumed
+    # a resumed run continues exactly as the uninterrupted one (a retried trial reports the same numbers)
+    assert _comparable(again.metrics[0]) == _comparable(recorder.metrics[1])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_runtime_from_config_on_cpu_machine(device):
+    runtime = Runtime.from_config(TrainLoopConfig(device=device, amp=True, channels_last=True))
+    # without CUDA, auto falls back to the CPU
+    assert runtime.device == torch.device("cpu")
+    # mixed precision and channels_last are CUDA-only: off even when the config asks for them
+    assert runtime.amp is False and runtime.channels_last is False
+
+
+def test_runtime_explicit_cpu_never_uses_amp():
+    runtime = Runtime.from_config(TrainLoopConfig(device="cpu", amp=True, channels_last=True))
+    # device cpu is honoured on any machine, with amp and channels_last off
+    assert (runtime.device.type, runtime.amp, runtime.channels_last) == ("cpu", False, False)
+    # the grad scaler is disabled when amp is
+    assert not runtime.grad_scaler().is_enabled()
+
+
+def _write_image_folder(root: Path, classes: list[str], per_class: int) -> None:
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            image[:, :, index % 3] //= 4  # a little class signal
+            if not cv2.imwrite(str(folder / f"{i}.png"), image):
+                raise OSError(f"cannot write {folder / f'{i}.png'}")
+
+
+def test_fit_imagefolder_dataset_trains_one_epoch(tmp_path):
+    _write_image_folder(tmp_path / "images", ["good", "scratch"], per_class=6)
+    cfg = tiny_config(
+        data={"kind": "imagefolder", "imagefolder": {"root": str(tmp_path / "images")}}, train={"epochs": 1}
+    )
+    # the folder passes the task's up-front checks
+    ClassificationTask.check(cfg)
+    recorder = Recorder()
+    final = fit(cfg, on_epoch=recorder)
+    # one epoch ran and was reported
+    assert recorder.epochs == [1]
+    names = ClassificationTask.metric_names(cfg)
+    # the metrics follow the folder's classes (good present: miss/overkill rates too)
+    assert "val/f1/scratch" in names and "val/miss_rate" in names
+    # and every one is reported finite
+    assert all(math.isfinite(final[n]) for n in names)
+
+
+def test_get_task_unknown_name_suggests_classification():
+    with pytest.raises(ConfigError) as err:
+        get_task("nope")
+    # an unknown task is a config error on the `task` key
+    assert err.value.key == "task"
+    # naming the task that does exist
+    assert "'nope'" in err.value.message and "classification" in err.value.message
