@@ -13,7 +13,7 @@ import torch
 
 from training.config import TrainConfig
 from training.optim import create_optimizer, create_scheduler
-from training.runtime import Runtime
+from training.runtime import Runtime, epoch_seed_of
 from training.tasks import Task, create_task
 
 
@@ -72,6 +72,8 @@ def fit(
     metrics: dict[str, float] = {}
     for epoch in range(start, cfg.train.epochs + 1):
         began = time.perf_counter()
+        torch.manual_seed(epoch_seed_of(cfg.seed, epoch))
+        task.start_epoch(epoch)
         train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch)
         metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": scheduler.get_last_lr()[0]}
         metrics["time/epoch_s"] = time.perf_counter() - began

@@ -33,6 +33,14 @@ def _ratio(part: torch.Tensor, whole: torch.Tensor) -> float:
     return float(part / whole) if whole > 0 else math.nan
 
 
+def present_class_auroc(probs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
+    """Macro one-vs-rest AUROC over the classes present in `targets`: an absent class has no AUROC
+    (torchmetrics would count it as 0 and drag small validation sets down)."""
+    per_class = multiclass_auroc(probs, targets, num_classes, average=None)
+    present = torch.bincount(targets, minlength=num_classes) > 0
+    return float(per_class[present].mean()) if present.any() else math.nan
+
+
 def classification_metrics(
     logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], good_class: str
 ) -> dict[str, float]:
@@ -42,7 +50,7 @@ def classification_metrics(
     metrics = {
         "accuracy": float(multiclass_accuracy(probs, targets, n, average="micro")),
         "macro_f1": float(multiclass_f1_score(probs, targets, n, average="macro")),
-        "auroc": float(multiclass_auroc(probs, targets, n, average="macro")),
+        "auroc": present_class_auroc(probs, targets, n),
     }
     per_class = multiclass_f1_score(probs, targets, n, average=None)
     metrics.update({f"f1/{name}": float(v) for name, v in zip(class_names, per_class)})

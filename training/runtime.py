@@ -10,6 +10,11 @@ import torch
 from training.config import TrainLoopConfig
 
 
+def epoch_seed_of(seed: int, epoch: int) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch)."""
+    return (seed * 1_000_003 + epoch) % 2**31
+
+
 @dataclass
 class Runtime:
     """The hardware a run gets; a search trial fills it from its Ray resources."""

@@ -151,11 +151,6 @@ def test_fit_resume_restores_schedule_position(baseline, resumed):
     assert again.metrics[0]["train/lr"] == recorder.metrics[1]["train/lr"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG training/fit.py:57-61 + tasks/classification.py:47: resume does not restore the train "
-    "loader's shuffle generator (re-seeded with cfg.seed), so a resumed epoch k replays epoch 1's batch order",
-)
 def test_fit_resume_matches_uninterrupted_run(baseline, resumed):
     recorder, _ = baseline
     _, again, _ = resumed

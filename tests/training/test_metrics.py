@@ -129,3 +129,11 @@ def test_classification_metric_names_equal_returned_keys(names, good):
     metrics = classification_metrics(_perfect_logits(targets, len(names)), targets, names, good)
     # the advertised names are exactly the keys computed, so loggers and searches agree
     assert classification_metric_names(names, good) == list(metrics)
+
+
+def test_classification_metrics_auroc_ignores_classes_absent_from_targets():
+    logits = torch.tensor([[5.0, 0.0, 0.0], [4.0, 1.0, 0.0], [0.0, 5.0, 0.0], [1.0, 4.0, 0.0]])
+    targets = torch.tensor([0, 0, 1, 1])
+    metrics = classification_metrics(logits, targets, ["good", "scratch", "rust"], "good")
+    # perfect ranking of the two present classes is AUROC 1, not dragged down by the absent 'rust'
+    assert metrics["auroc"] == pytest.approx(1.0)

@@ -33,6 +33,10 @@ class Task(ABC):
     def check(cls, cfg: TrainConfig) -> None:
         """Raise a ConfigError for a config this task cannot run; cheap, runs before any trial."""
 
+    def start_epoch(self, epoch: int) -> None:
+        """Re-seed per-epoch randomness (shuffling, augmentation) from (seed, epoch), so a run resumed
+        at epoch k sees the same batches as an uninterrupted one."""
+
     @abstractmethod
     def training_loss(self, batch: Any) -> torch.Tensor:
         """The scalar loss of one training batch (inside the runtime's autocast)."""

@@ -13,7 +13,7 @@ from training.errors import ConfigError
 from training.losses import create_loss
 from training.metrics import classification_metric_names, classification_metrics
 from training.models import check_model_name, check_pretrained, create_model
-from training.runtime import Runtime
+from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
 from training.tasks.base import Task
 
@@ -25,9 +25,9 @@ class ClassificationTask(Task):
         splits = load_splits(cfg.data)
         self.class_names = splits.class_names
         size = cfg.data.image_size
-        self.train_loader = self._loader(
-            ClassificationDataset(splits.train, size, train_transform(cfg.augment, cfg.seed)), shuffle=True
-        )
+        self.augment = train_transform(cfg.augment, cfg.seed)
+        self.shuffle_generator = torch.Generator()
+        self.train_loader = self._loader(ClassificationDataset(splits.train, size, self.augment), shuffle=True)
         self.val_loader = self._loader(ClassificationDataset(splits.val, size), shuffle=False)
         self.model = create_model(cfg.model, len(self.class_names)).to(runtime.device)
         if runtime.channels_last:
@@ -44,8 +44,13 @@ class ClassificationTask(Task):
             num_workers=data.num_workers,
             persistent_workers=data.num_workers > 0,
             pin_memory=self.runtime.device.type == "cuda",
-            generator=torch.Generator().manual_seed(self.cfg.seed),
+            generator=self.shuffle_generator if shuffle else None,
         )
+
+    def start_epoch(self, epoch: int) -> None:
+        epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
+        self.shuffle_generator.manual_seed(epoch_seed)
+        self.augment.set_random_seed(epoch_seed)
 
     @classmethod
     def check(cls, cfg: TrainConfig) -> None:
