@@ -60,9 +60,7 @@ class Progress(Callback):
         row["epoch"] = int(result.get("epoch", 0))
         value = result.get(self.metric, math.nan)
         row["value"] = value
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            if self.best is None or self.sign * value > self.sign * self.best[0]:
-                self.best = (value, trial.trial_id)
+        self.best = self._best_latest()
         self._event(trial, f"epoch {row['epoch']} {self.metric}={format_value(value)}{self._best_text()}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
@@ -71,12 +69,22 @@ class Progress(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._row(trial)["status"] = "FAILED"
+        self.best = self._best_latest()
         self._event(trial, f"failed: {failure_reason(trial)}")
 
     def on_experiment_end(self, trials, **info) -> None:
         if self.live:
             self.live.stop()
             self.live = None
+
+    def _best_latest(self) -> tuple[float, str] | None:
+        """Best of each trial's latest value: the rule the final pick uses (last reported epoch)."""
+        scored = [
+            (row["value"], trial_id)
+            for trial_id, row in self.rows.items()
+            if row["status"] != "FAILED" and isinstance(row["value"], (int, float)) and math.isfinite(row["value"])
+        ]
+        return max(scored, key=lambda item: self.sign * item[0], default=None)
 
     def _best_text(self) -> str:
         return f" (best {format_value(self.best[0])} by {self.best[1]})" if self.best else ""

@@ -6,6 +6,7 @@ for the SQLite store's lock and no write is lost.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -51,8 +52,12 @@ class TrialTracking(Callback):
 
 
 def failure_reason(trial) -> str:
-    """The last line of the trial's traceback: the exception and its message."""
-    error = trial.get_error()
-    text = str(error) if error else ""
+    """The last line of the trial's traceback: the exception and its message.
+
+    Tune writes the error file beside the trial's local results before calling back; `get_error()`
+    reads the storage copy, which may not be synced yet.
+    """
+    local = Path(trial.error_file) if trial.error_file else None
+    text = local.read_text() if local and local.is_file() else str(trial.get_error() or "")
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:500] if lines else "unknown error"

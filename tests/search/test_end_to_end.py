@@ -125,3 +125,15 @@ def test_second_run_under_the_same_name_is_refused(search):
     # refused with exit 2, naming --name, and the first search's files are untouched
     assert proc.returncode == 2 and "--name" in proc.stderr
     assert (root / "results" / "tiny" / "summary.json").read_text() == before
+
+
+def test_search_shows_progress_and_a_final_summary(search):
+    out, summary = search["proc"].stdout, search["summary"]
+    for trial in summary["trials"]:
+        # every trial's start, and each epoch it ran, appear as a progress line while the search runs
+        assert f"{trial['trial_id']} started" in out
+        for epoch in range(1, trial["epochs"] + 1):
+            assert f"{trial['trial_id']} epoch {epoch} val/macro_f1=" in out
+    # the end shows the top trials table, the best trial and where results and MLflow live
+    assert "top trials of 'tiny'" in out and f"best: {summary['best']['trial_id']}" in out
+    assert "mlflow ui --backend-store-uri sqlite:///" in out

@@ -50,7 +50,8 @@ def _features(image: np.ndarray) -> list[float]:
     detail = np.sort((gray - cv2.GaussianBlur(gray, (0, 0), 2)).ravel())
     warmth = np.sort((pixels[..., 0] - pixels[..., 2]).ravel())
     warmth -= warmth[len(warmth) // 2]
-    return [detail.std(), detail[0], detail[-1], detail[len(detail) // 100], detail[-len(detail) // 100], warmth[-1], warmth[-len(warmth) // 100], gray.std()]
+    tail = len(detail) // 100
+    return [detail.std(), detail[0], detail[-1], detail[tail], detail[-tail], warmth[-1], warmth[-tail], gray.std()]
 
 
 def _held_out_accuracy(difficulty: float) -> tuple[float, float]:
