@@ -21,11 +21,10 @@ from search.trainable import trial_config
 from training.errors import ConfigError
 
 
-def prepare_out_dir(out_dir: Path) -> None:
-    """A new, empty results folder: a second search under the same name never overwrites the first."""
+def check_out_dir_free(out_dir: Path) -> None:
+    """A second search under the same name never overwrites the first."""
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError("--name", f"{out_dir} already holds a search; choose another --name (or remove that folder)")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def experiment_name(plan: SearchPlan) -> str:
@@ -70,12 +69,13 @@ def collect_trials(
 def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[str, Any]:
     """Run the whole search; returns the summary also written to OUT/summary.json."""
     out_dir = options.out_dir.resolve()
-    prepare_out_dir(out_dir)
-    shutil.copyfile(plan.path, out_dir / "space.yaml")
+    check_out_dir_free(out_dir)
     started = time.time()
     console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
     init_ray(options.address)
     gpu = gpu_per_trial(plan.spec.resources.gpu, options.require_gpu, console)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(plan.path, out_dir / "space.yaml")
     tracker = Tracker(options.tracking_uri, experiment_name(plan), artifact_root=out_dir.parent / "mlartifacts")
     parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
     tracker.log(parent, params=search_params(plan, gpu))

@@ -1,0 +1,72 @@
+"""Tuner pieces: GPU fallback, ASHA/FIFO choice, the seeded Optuna searcher, start-up trials."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import ray
+from rich.console import Console
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from search.spec import load_plan
+from search.tuner import build_scheduler, build_searcher, gpu_per_trial, startup_trials
+from training.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=1, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def plan(tmp_path, minimal_space, write_space):
+    return load_plan(write_space(minimal_space))
+
+
+def test_gpu_per_trial_falls_back_to_cpu_with_one_warning(local_ray):
+    out = io.StringIO()
+    # no GPU in the cluster: a fraction becomes 0 and one warning line says so
+    assert gpu_per_trial(0.25, require_gpu=False, console=Console(file=out, width=200)) == 0.0
+    assert out.getvalue().count("warning") == 1 and "0.25" in out.getvalue()
+
+
+def test_gpu_per_trial_require_gpu_is_an_error(local_ray):
+    # --require-gpu turns the fallback into a user error on resources.gpu
+    with pytest.raises(ConfigError) as info:
+        gpu_per_trial(0.25, require_gpu=True, console=Console(file=io.StringIO()))
+    assert info.value.key == "resources.gpu"
+
+
+def test_gpu_per_trial_zero_asks_nothing():
+    # gpu 0 needs no cluster at all
+    assert gpu_per_trial(0.0, require_gpu=True, console=Console(file=io.StringIO())) == 0.0
+
+
+@pytest.mark.parametrize("name, cls", [("asha", ASHAScheduler), ("none", FIFOScheduler)])
+def test_build_scheduler_follows_the_space_file(plan, name, cls):
+    plan.spec.scheduler.name = name
+    scheduler = build_scheduler(plan)
+    # the scheduler named in the file is built
+    assert isinstance(scheduler, cls)
+    if name == "asha":
+        # ASHA cuts on epochs, with the full budget as max_t
+        assert scheduler._time_attr == "epoch" and scheduler._max_t == plan.epochs
+
+
+def test_build_searcher_uses_a_seeded_multivariate_tpe(plan):
+    searcher = build_searcher(plan)
+    sampler = searcher._sampler
+    # TPE, seeded from the space file, modelling parameters jointly
+    assert type(sampler).__name__ == "TPESampler"
+    assert sampler._multivariate is True
+    # the space is the Optuna form of the file's distributions
+    assert set(searcher._space) == set(plan.space)
+
+
+@pytest.mark.parametrize("samples, baseline, expected", [(8, 0, 2), (40, 0, 10), (100, 0, 10), (12, 1, 4)])
+def test_startup_trials_is_a_quarter_of_the_budget_within_bounds(samples, baseline, expected):
+    # random start-up: a quarter of the trials, at least 2 and at most 10, after the baselines
+    assert startup_trials(samples, baseline) == expected
