@@ -6,15 +6,22 @@ A search space's dotted key (``optim.lr``) is the path of a field here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
     """A config group: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        """A section written with nothing under it (`optim:`) means all defaults, as YAML users expect."""
+        return {} if value is None else value
 
 
 class SyntheticData(Section):

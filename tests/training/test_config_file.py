@@ -262,3 +262,10 @@ def test_cli_main_long_error_stays_one_line(tmp_path, monkeypatch, capsys, text,
     assert code == 2
     # and is one stderr line however long the message (scripts and log greps rely on it)
     assert err.splitlines() == [expected]
+
+
+def test_load_config_empty_section_means_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("optim:\naugment:\n")
+    # a section written with nothing under it keeps every default instead of failing
+    assert load_config(path).optim == TrainConfig().optim
