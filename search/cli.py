@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///RESULTS/mlflow.db)")
     run.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default: local Ray")
     run.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to CPU without GPUs")
+    check = verbs.add_parser("check", help="dry-run a space file: validate, sample 3 configs, time one batch")
+    check.add_argument("space", type=Path, help="space file (YAML)")
+    report = verbs.add_parser("report", help="leaderboard, parameter importance and plots of a search")
+    report.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
+    report.add_argument("--top", type=int, default=10, help="trials in the leaderboard (default 10)")
+    listing = verbs.add_parser("list", help="the searches under a results folder")
+    listing.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results/)")
     export = verbs.add_parser("export", help="write the best trial's training config")
     export.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
     export.add_argument("-o", "--output", type=Path, default=Path("best.yaml"), help="output YAML (default: best.yaml)")
@@ -75,7 +82,30 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "export": cmd_export}
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from search.check import run_check
+
+    return run_check(args.space, console)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from search.report import write_report
+
+    if args.top < 1:
+        raise ConfigError("--top", f"expected a positive number of trials, got {args.top}")
+    folder = write_report(args.result_dir, console, top=args.top)
+    console.print(f"report written to {folder}")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from search.listing import list_searches
+
+    list_searches(args.results, console)
+    return EXIT_OK
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "list": cmd_list, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def search_params(plan: SearchPlan, gpu: float) -> dict[str, Any]:
 
 
 def collect_trials(
-    results, plan: SearchPlan, run_ids: dict[str, str], tracking: dict[str, str]
+    results, plan: SearchPlan, tracking_cb: TrialTracking, tracking: dict[str, str]
 ) -> list[dict[str, Any]]:
     """One record per trial; its config is complete and retrainable, logging where the search logged."""
     trials = []
@@ -59,7 +59,8 @@ def collect_trials(
                 "metrics": numeric_metrics(metrics),
                 "params": searched_values(plan)(result.config),
                 "config": {**trial_config(plan.base, plan.space, result.config).model_dump(mode="json"), "tracking": tracking},
-                "mlflow_run_id": run_ids.get(trial_id),
+                "mlflow_run_id": tracking_cb.run_ids.get(trial_id),
+                "history": tracking_cb.history.get(trial_id, []),
                 "error": str(result.error).strip().splitlines()[-1] if result.error else None,
             }
         )
@@ -107,7 +108,7 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "tracking": {"uri": tracker.uri, "experiment": experiment_name(plan), "parent_run_id": parent},
     }
     trial_tracking = {"uri": tracker.uri, "experiment": experiment_name(plan)}
-    summary["trials"] = collect_trials(results, plan, tracking.run_ids, trial_tracking)
+    summary["trials"] = collect_trials(results, plan, tracking, trial_tracking)
     best = pick_best(summary["trials"], settings.metric, settings.mode)
     summary["best"] = best
     finish_parent(tracker, parent, summary, out_dir)

@@ -24,6 +24,7 @@ class TrialTracking(Callback):
         self.max_epochs = max_epochs
         self.run_ids: dict[str, str] = {}
         self.epochs: dict[str, int] = {}
+        self.history: dict[str, list[dict[str, float]]] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         run_id = self.tracker.start_run(trial.trial_id, {"trial_id": trial.trial_id}, parent=self.parent_run_id)
@@ -34,6 +35,7 @@ class TrialTracking(Callback):
         epoch = int(result.get("epoch", 0))
         self.epochs[trial.trial_id] = epoch
         metrics = {k: v for k, v in result.items() if "/" in k}
+        self.history.setdefault(trial.trial_id, []).append({"epoch": epoch, **metrics})
         self.tracker.log(self.run_ids[trial.trial_id], metrics=metrics, step=epoch)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
