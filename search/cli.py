@@ -12,7 +12,7 @@ from rich.console import Console
 from search.console import make_console
 from training.errors import ConfigError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
 
@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///RESULTS/mlflow.db)")
     run.add_argument("--address", help="Ray cluster address (auto, ray://host:10001); default: local Ray")
     run.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to CPU without GPUs")
+    run.add_argument("--storage", help="Tune storage shared by all nodes (path or URI); default: RESULTS/NAME/tune")
+    run.add_argument("--max-failures", type=int, help="retries of a crashed trial (overrides search.max_failures)")
+    resume = verbs.add_parser("resume", help="continue an interrupted search")
+    resume.add_argument("result_dir", type=Path, help="the search's results folder, e.g. results/quickstart")
+    resume.add_argument("--restart-unfinished", action="store_true", help="restart unfinished trials from scratch")
     check = verbs.add_parser("check", help="dry-run a space file: validate, sample 3 configs, time one batch")
     check.add_argument("space", type=Path, help="space file (YAML)")
     report = verbs.add_parser("report", help="leaderboard, parameter importance and plots of a search")
@@ -44,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def _apply_overrides(plan, args: argparse.Namespace) -> None:
     """Command-line values replace the space file's, validated like them."""
-    overrides = {"num_samples": args.num_samples, "max_concurrent": args.max_concurrent, "seed": args.seed}
+    overrides = {
+        "num_samples": args.num_samples,
+        "max_concurrent": args.max_concurrent,
+        "seed": args.seed,
+        "max_failures": args.max_failures,
+    }
     for key, value in overrides.items():
         if value is None:
             continue
@@ -69,9 +79,26 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search.tuner import RunOptions
 
     uri = args.tracking_uri or plan.spec.tracking.uri or default_tracking_uri(args.results)
-    options = RunOptions(out_dir=args.results / plan.name, tracking_uri=uri, address=args.address, require_gpu=args.require_gpu)
-    summary = run_search(plan, options, console)
+    options = RunOptions(
+        out_dir=args.results / plan.name,
+        tracking_uri=uri,
+        address=args.address,
+        require_gpu=args.require_gpu,
+        storage=args.storage,
+    )
+    return exit_code(run_search(plan, options, console))
+
+
+def exit_code(summary: dict | None) -> int:
+    if summary is None:
+        return EXIT_INTERRUPTED
     return EXIT_OK if summary["best"] is not None else EXIT_INTERNAL
+
+
+def cmd_resume(args: argparse.Namespace, console: Console) -> int:
+    from search.runner import resume_search
+
+    return exit_code(resume_search(args.result_dir, args.restart_unfinished, console))
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
@@ -105,7 +132,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "report": cmd_report, "list": cmd_list, "export": cmd_export}
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "report": cmd_report, "list": cmd_list, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

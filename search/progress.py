@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from ray.tune import Callback
 
-from search.console import format_value, short_key
+from search.console import format_value, make_console, short_key
 from search.tracking import failure_reason
 
 
@@ -35,6 +35,8 @@ class Progress(Callback):
         return {**self.__dict__, "console": None, "live": None}
 
     def setup(self, **info) -> None:
+        self.console = self.console or make_console()  # None when Tune restored this callback on resume
+        self.started = time.monotonic()
         if self.console.is_terminal:
             self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=True)
             self.live.start()

@@ -1,30 +1,55 @@
-"""One search from checked plan to summary: results folder, Ray, MLflow parent run, tuner, best config."""
+"""One search from checked plan to summary: results folder, Ray, MLflow parent run, tuner, best config.
+
+`run_search` starts a search; `resume_search` continues one that was interrupted (Ctrl-C, SIGTERM,
+SIGKILL, reboot) from what it left on disk: `search.json` (where things are), `space.yaml` (the
+effective space), the trial journal and Tune's own experiment state (trials, searcher, scheduler).
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
+from ray import tune
 
 from search.export import best_config_yaml
+from search.journal import JOURNAL_FILE, TrialJournal
 from search.progress import Progress
-from search.spec import SearchPlan
+from search.spec import SearchPlan, load_plan
+from search.stopping import LossRules
 from search.summary import numeric_metrics, pick_best, print_summary, trial_status, write_summary
 from search.tracking import TrialTracking
-from training.tracking import Tracker
-from search.tuner import RunOptions, build_tuner, gpu_per_trial, init_ray, searched_values, trial_params
 from search.trainable import trial_config
+from search.tuner import (
+    RunOptions,
+    build_tuner,
+    gpu_per_trial,
+    init_ray,
+    resourced_trainable,
+    searched_values,
+    trial_params,
+    tune_location,
+)
 from training.errors import ConfigError
+from training.tracking import Tracker
+
+STATE_FILE = "search.json"
+SPACE_FILE = "space.yaml"
 
 
 def check_out_dir_free(out_dir: Path) -> None:
     """A second search under the same name never overwrites the first."""
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError("--name", f"{out_dir} already holds a search; choose another --name (or remove that folder)")
+        raise ConfigError(
+            "--name", f"{out_dir} already holds a search; choose another --name, or resume it with: python -m search resume {out_dir}"
+        )
 
 
 def experiment_name(plan: SearchPlan) -> str:
@@ -42,15 +67,139 @@ def search_params(plan: SearchPlan, gpu: float) -> dict[str, Any]:
     return params
 
 
-def collect_trials(
-    results, plan: SearchPlan, tracking_cb: TrialTracking, tracking: dict[str, str]
-) -> list[dict[str, Any]]:
+def write_effective_space(plan: SearchPlan, out_dir: Path) -> Path:
+    """The space as run (command-line overrides included): what resume reads back."""
+    spec = plan.spec.model_dump(mode="json", exclude_none=True)
+    spec["name"] = plan.name
+    path = out_dir / SPACE_FILE
+    path.write_text(f"# effective space of search '{plan.name}' (from {plan.path})\n" + yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[str, Any]:
+    """Run a new search; returns the summary also written to OUT/summary.json."""
+    out_dir = options.out_dir.resolve()
+    check_out_dir_free(out_dir)
+    console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
+    init_ray(options.address)
+    gpu = gpu_per_trial(plan.spec.resources.gpu, options.require_gpu, console)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    space_copy = write_effective_space(plan, out_dir)
+    tracker = Tracker(options.tracking_uri, experiment_name(plan), artifact_root=out_dir.parent / "mlartifacts")
+    parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
+    tracker.log(parent, params=search_params(plan, gpu))
+    tracker.log_artifact(parent, space_copy)
+    storage_path, name = tune_location(out_dir, plan.name, options.storage)
+    state = {
+        "name": plan.name,
+        "space_file": str(plan.path),
+        "out_dir": str(out_dir),
+        "tune_path": f"{storage_path.rstrip('/')}/{name}",
+        "address": options.address,
+        "gpu": gpu,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "tracking": {"uri": tracker.uri, "experiment": experiment_name(plan), "parent_run_id": parent},
+    }
+    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+    journal = out_dir / JOURNAL_FILE
+    callbacks = [
+        TrialTracking(tracker, parent, trial_params(plan), plan.epochs, journal),
+        progress_view(plan, console),
+    ]
+    tuner = build_tuner(plan, gpu, (storage_path, name), callbacks, LossRules(plan.spec.stop, journal))
+    return fit_and_finish(tuner, plan, state, tracker, console)
+
+
+def progress_view(plan: SearchPlan, console: Console) -> Progress:
+    settings = plan.spec.search
+    return Progress(settings.metric, settings.mode, settings.num_samples, list(plan.space), searched_values(plan), console)
+
+
+def read_state(result_dir: Path) -> dict[str, Any]:
+    path = result_dir / STATE_FILE
+    if not path.is_file():
+        raise ConfigError(None, f"no {STATE_FILE} here: not a search's result folder", result_dir)
+    return json.loads(path.read_text())
+
+
+def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) -> dict[str, Any]:
+    """Continue an interrupted search: finished trials kept, unfinished ones from their last checkpoint
+    (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs."""
+    result_dir = result_dir.resolve()
+    state = read_state(result_dir)
+    if (result_dir / "summary.json").is_file():
+        raise ConfigError(None, "this search has finished; nothing to resume", result_dir)
+    plan = load_plan(result_dir / SPACE_FILE)
+    console.print(f"resuming search '{plan.name}' from {result_dir}")
+    init_ray(state["address"])
+    tracker = Tracker(state["tracking"]["uri"], state["tracking"]["experiment"])
+    tracker.client.update_run(state["tracking"]["parent_run_id"], status="RUNNING")
+    unfinished = tune.ResumeConfig.ResumeType.RESTART if restart_unfinished else tune.ResumeConfig.ResumeType.RESUME
+    tuner = tune.Tuner.restore(
+        state["tune_path"],
+        trainable=resourced_trainable(plan, state["gpu"]),
+        _resume_config=tune.ResumeConfig(unfinished=unfinished),
+    )
+    return fit_and_finish(tuner, plan, state, tracker, console)
+
+
+def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], tracker: Tracker, console: Console):
+    """Run the tuner; then either the summary and best config, or (interrupted) how to resume."""
+    out_dir, parent = Path(state["out_dir"]), state["tracking"]["parent_run_id"]
+    began = time.time()
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # SIGTERM = Ctrl-C
+    try:
+        results = tuner.fit()
+    except BaseException:
+        tracker.end_run(parent, "FAILED")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    journal = TrialJournal(out_dir / JOURNAL_FILE)
+    if len(journal.ended) < plan.spec.search.num_samples:
+        tracker.end_run(parent, "KILLED")
+        console.print(
+            f"interrupted after {len(journal.ended)}/{plan.spec.search.num_samples} trials; nothing is lost. "
+            f"Resume with: python -m search resume {out_dir}"
+        )
+        return None
+    summary = build_summary(results, plan, state, journal, time.time() - began)
+    close_orphans(tracker, journal, summary)
+    prune_checkpoints(summary, state)
+    finish_parent(tracker, parent, summary, out_dir)
+    print_summary(summary, console)
+    return summary
+
+
+def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: TrialJournal, seconds: float):
+    settings = plan.spec.search
+    summary = {
+        "name": plan.name,
+        "space_file": state["space_file"],
+        "out_dir": state["out_dir"],
+        "task": plan.base.task,
+        "metric": settings.metric,
+        "mode": settings.mode,
+        "space_keys": list(plan.space),
+        "max_epochs": plan.epochs,
+        "started_at": state["started_at"],
+        "duration_s": seconds,
+        "tracking": state["tracking"],
+    }
+    tracking = {"uri": state["tracking"]["uri"], "experiment": state["tracking"]["experiment"]}
+    summary["trials"] = collect_trials(results, plan, journal, tracking)
+    summary["best"] = pick_best(summary["trials"], settings.metric, settings.mode)
+    return summary
+
+
+def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: dict[str, str]) -> list[dict[str, Any]]:
     """One record per trial; its config is complete and retrainable, logging where the search logged."""
     trials = []
     for result in results:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
         epochs = int(metrics.get("epoch", 0))
+        config = trial_config(plan.base, plan.space, result.config).model_dump(mode="json")
         trials.append(
             {
                 "trial_id": trial_id,
@@ -58,62 +207,25 @@ def collect_trials(
                 "epochs": epochs,
                 "metrics": numeric_metrics(metrics),
                 "params": searched_values(plan)(result.config),
-                "config": {**trial_config(plan.base, plan.space, result.config).model_dump(mode="json"), "tracking": tracking},
-                "mlflow_run_id": tracking_cb.run_ids.get(trial_id),
-                "history": tracking_cb.history.get(trial_id, []),
+                "config": {**config, "tracking": tracking},
+                "mlflow_run_id": journal.run_ids.get(trial_id),
+                "history": journal.history.get(trial_id, []),
+                "stop_reason": journal.stop_reasons.get(trial_id),
+                "checkpoint": result.checkpoint.path if result.checkpoint else None,
                 "error": str(result.error).strip().splitlines()[-1] if result.error else None,
             }
         )
     return sorted(trials, key=lambda t: t["trial_id"])
 
 
-def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[str, Any]:
-    """Run the whole search; returns the summary also written to OUT/summary.json."""
-    out_dir = options.out_dir.resolve()
-    check_out_dir_free(out_dir)
-    started = time.time()
-    console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
-    init_ray(options.address)
-    gpu = gpu_per_trial(plan.spec.resources.gpu, options.require_gpu, console)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(plan.path, out_dir / "space.yaml")
-    tracker = Tracker(options.tracking_uri, experiment_name(plan), artifact_root=out_dir.parent / "mlartifacts")
-    parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
-    tracker.log(parent, params=search_params(plan, gpu))
-    tracker.log_artifact(parent, out_dir / "space.yaml")
-    tracking = TrialTracking(tracker, parent, trial_params(plan), plan.epochs)
-    settings = plan.spec.search
-    progress = Progress(settings.metric, settings.mode, settings.num_samples, list(plan.space), searched_values(plan), console)
-    status = "FAILED"
-    try:
-        results = build_tuner(plan, gpu, out_dir, [tracking, progress]).fit()
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        if status != "FINISHED":
-            tracker.end_run(parent, status)
-    summary = {
-        "name": plan.name,
-        "space_file": str(plan.path),
-        "out_dir": str(out_dir),
-        "task": plan.base.task,
-        "metric": settings.metric,
-        "mode": settings.mode,
-        "space_keys": list(plan.space),
-        "max_epochs": plan.epochs,
-        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-        "duration_s": time.time() - started,
-        "tracking": {"uri": tracker.uri, "experiment": experiment_name(plan), "parent_run_id": parent},
-    }
-    trial_tracking = {"uri": tracker.uri, "experiment": experiment_name(plan)}
-    summary["trials"] = collect_trials(results, plan, tracking, trial_tracking)
-    best = pick_best(summary["trials"], settings.metric, settings.mode)
-    summary["best"] = best
-    finish_parent(tracker, parent, summary, out_dir)
-    print_summary(summary, console)
-    return summary
+def close_orphans(tracker: Tracker, journal: TrialJournal, summary: dict[str, Any]) -> None:
+    """Trials started after Tune's last experiment snapshot before a hard kill are unknown to the
+    restored search (it sampled afresh instead); their MLflow runs are closed as KILLED, not left RUNNING."""
+    known = {t["trial_id"] for t in summary["trials"]}
+    for trial_id, run_id in journal.run_ids.items():
+        if trial_id not in known:
+            tracker.log(run_id, tags={"orphaned": "started before a hard kill, after the last saved experiment state"})
+            tracker.end_run(run_id, "KILLED")
 
 
 def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_dir: Path) -> None:
@@ -126,3 +238,16 @@ def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_di
         tracker.log_artifact(parent, out_dir / "best.yaml")
     tracker.log_artifact(parent, write_summary(out_dir, summary))
     tracker.end_run(parent, "FINISHED" if best is not None else "FAILED")
+
+
+def prune_checkpoints(summary: dict[str, Any], state: dict[str, Any]) -> None:
+    """A finished search keeps the best trial's checkpoint only: the others' weights are dead weight
+    (hundreds of MB for a small search), and finished trials never resume."""
+    if "://" in state["tune_path"]:
+        return
+    best = (summary["best"] or {}).get("trial_id")
+    for trial in summary["trials"]:
+        if trial["trial_id"] != best and trial["checkpoint"]:
+            for folder in Path(trial["checkpoint"]).parent.glob("checkpoint_*"):
+                shutil.rmtree(folder, ignore_errors=True)
+            trial["checkpoint"] = None

@@ -27,6 +27,7 @@ class SearchSettings(Section):
     baseline: list[dict[str, Any]] = Field(
         default_factory=list, description="known configs (dotted key -> value) evaluated first"
     )
+    max_failures: int = Field(0, ge=0, description="retries of a crashed trial (from its last checkpoint)")
 
 
 class SchedulerSettings(Section):
@@ -57,6 +58,17 @@ class ResourceSettings(Section):
         return value
 
 
+class StopSettings(Section):
+    """Trial stopping rules beside ASHA (all off by default)."""
+
+    metric: str = Field("train/loss", description="the loss the rules watch")
+    patience_epochs: int | None = Field(None, ge=1, description="stop after this many epochs without improvement")
+    max_loss_variance_increase: float | None = Field(
+        None, gt=0, description="stop when loss variance grows by more than this factor (0.5 = +50%) window over window"
+    )
+    window: int = Field(3, ge=2, description="epochs per variance window")
+
+
 class SearchSpec(Section):
     """A space file: the fixed base config, the searched keys and how to search them."""
 
@@ -71,6 +83,7 @@ class SearchSpec(Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     resources: ResourceSettings = Field(default_factory=ResourceSettings)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    stop: StopSettings = Field(default_factory=StopSettings)
 
 
 @dataclass
@@ -106,13 +119,11 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
         raise (exc if top_level else exc.with_prefix("base")) from None
 
 
-def _check_metric(spec: SearchSpec, base: TrainConfig) -> None:
+def _check_metrics(spec: SearchSpec, base: TrainConfig) -> None:
     known = get_task(base.task).metric_names(base)
-    if spec.search.metric not in known:
-        raise ConfigError(
-            "search.metric",
-            f"task '{base.task}' does not report '{spec.search.metric}'" + suggestion(spec.search.metric, known),
-        )
+    for key, metric in (("search.metric", spec.search.metric), ("stop.metric", spec.stop.metric)):
+        if metric not in known:
+            raise ConfigError(key, f"task '{base.task}' does not report '{metric}'" + suggestion(metric, known))
 
 
 def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distribution]) -> list[dict[str, Any]]:
@@ -145,7 +156,7 @@ def load_plan(path: str | Path) -> SearchPlan:
         if not space:
             raise ConfigError("space", "expected at least one searched key")
         check_space(base, space)
-        _check_metric(spec, base)
+        _check_metrics(spec, base)
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None

@@ -11,46 +11,65 @@ from typing import Any
 
 from ray.tune import Callback
 
+from search.journal import TrialJournal
 from training.tracking import Tracker
 
 
 class TrialTracking(Callback):
-    """Tune callback: a nested MLflow run per trial with its params, per-epoch metrics and status."""
+    """Tune callback: a nested MLflow run per trial with its params, per-epoch metrics and status.
 
-    def __init__(self, tracker: Tracker, parent_run_id: str, trial_params: Any, max_epochs: int):
+    Its memory is the journal file, so the instance Tune restores on resume (unpickled from the
+    experiment state) picks up every run it created before.
+    """
+
+    def __init__(self, tracker: Tracker, parent_run_id: str, trial_params: Any, max_epochs: int, journal: Path):
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.trial_params = trial_params  # trial config -> flat dotted params of its resolved config
         self.max_epochs = max_epochs
-        self.run_ids: dict[str, str] = {}
-        self.epochs: dict[str, int] = {}
-        self.history: dict[str, list[dict[str, float]]] = {}
+        self.journal_path = journal
+        self.journal = TrialJournal(journal)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "journal": None}
+
+    def setup(self, **info) -> None:
+        self.journal = TrialJournal(self.journal_path)
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        run_id = self.journal.run_ids.get(trial.trial_id)
+        if run_id is not None:  # resumed or retried: continue its run
+            self.tracker.client.update_run(run_id, status="RUNNING")
+            return
         run_id = self.tracker.start_run(trial.trial_id, {"trial_id": trial.trial_id}, parent=self.parent_run_id)
-        self.run_ids[trial.trial_id] = run_id
+        self.journal.record({"trial": trial.trial_id, "run": run_id})
         self.tracker.log(run_id, params=self.trial_params(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         epoch = int(result.get("epoch", 0))
-        self.epochs[trial.trial_id] = epoch
         metrics = {k: v for k, v in result.items() if "/" in k}
-        self.history.setdefault(trial.trial_id, []).append({"epoch": epoch, **metrics})
-        self.tracker.log(self.run_ids[trial.trial_id], metrics=metrics, step=epoch)
+        self.journal.record({"trial": trial.trial_id, "epoch": epoch, "metrics": metrics})
+        self.tracker.log(self.journal.run_ids[trial.trial_id], metrics=metrics, step=epoch)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        epochs = self.epochs.get(trial.trial_id, 0)
+        epochs = self.journal.epochs(trial.trial_id)
         tags = {"epochs_run": epochs, "early_stopped": epochs < self.max_epochs}
-        run_id = self.run_ids[trial.trial_id]
+        stop_reason = TrialJournal(self.journal_path).stop_reasons.get(trial.trial_id)  # written by the stopper
+        if stop_reason:
+            tags["stop_reason"] = stop_reason
+        run_id = self.journal.run_ids[trial.trial_id]
         self.tracker.log(run_id, tags=tags)
         self.tracker.end_run(run_id, "FINISHED")
+        self.journal.record({"trial": trial.trial_id, "end": "FINISHED"})
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
+        run_id = self.journal.run_ids.get(trial.trial_id)
         if run_id is None:
             return
-        self.tracker.log(run_id, tags={"failure_reason": failure_reason(trial), "epochs_run": self.epochs.get(trial.trial_id, 0)})
+        tags = {"failure_reason": failure_reason(trial), "epochs_run": self.journal.epochs(trial.trial_id)}
+        self.tracker.log(run_id, tags=tags)
         self.tracker.end_run(run_id, "FAILED")
+        self.journal.record({"trial": trial.trial_id, "end": "FAILED"})
 
 
 def failure_reason(trial) -> str:

@@ -21,6 +21,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+# Snapshot the experiment (trials, searcher, scheduler) every few seconds: a hard kill loses at most that.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
 
 import optuna  # noqa: E402
 
@@ -44,6 +46,12 @@ class RunOptions:
     tracking_uri: str
     address: str | None = None
     require_gpu: bool = False
+    storage: str | None = None  # Tune storage (path or URI shared by all nodes); default: out_dir
+
+
+def tune_location(out_dir: Path, name: str, storage: str | None) -> tuple[str, str]:
+    """(storage_path, experiment name) of Tune's folder: OUT/tune, or STORAGE/NAME on shared storage."""
+    return (str(out_dir), "tune") if storage is None else (storage, name)
 
 
 def init_ray(address: str | None) -> None:
@@ -125,12 +133,18 @@ def searched_values(plan: SearchPlan):
     return values
 
 
-def build_tuner(plan: SearchPlan, gpu: float, out_dir: Path, callbacks: list) -> tune.Tuner:
+def resourced_trainable(plan: SearchPlan, gpu: float):
+    trainable = make_trainable(plan.base, plan.space, plan.spec.resources.cpu, gpu)
+    return tune.with_resources(trainable, {"cpu": plan.spec.resources.cpu, "gpu": gpu})
+
+
+def build_tuner(
+    plan: SearchPlan, gpu: float, location: tuple[str, str], callbacks: list, stopper: tune.Stopper | None
+) -> tune.Tuner:
     spec = plan.spec
-    trainable = make_trainable(plan.base, plan.space, spec.resources.cpu, gpu)
-    trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": gpu})
+    storage_path, name = location
     return tune.Tuner(
-        trainable,
+        resourced_trainable(plan, gpu),
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
@@ -142,11 +156,12 @@ def build_tuner(plan: SearchPlan, gpu: float, out_dir: Path, callbacks: list) ->
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(out_dir.resolve()),
+            name=name,
+            storage_path=storage_path,
             callbacks=callbacks,
+            stop=stopper,
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         ),
     )

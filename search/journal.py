@@ -1,0 +1,53 @@
+"""An append-only record of a search's trials that outlives the driver process.
+
+One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, why a rule stopped
+it, how it ended. A resumed search replays it, so it continues the same MLflow runs instead of duplicating them,
+and the final summary still has every epoch from before the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+JOURNAL_FILE = "trials.jsonl"
+
+
+class TrialJournal:
+    def __init__(self, path: Path):
+        self.path = path
+        self.run_ids: dict[str, str] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}
+        self.stop_reasons: dict[str, str] = {}
+        self.ended: dict[str, str] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    self._apply(json.loads(line))
+
+    def _apply(self, event: dict[str, Any]) -> None:
+        trial = event["trial"]
+        if "run" in event:
+            self.run_ids[trial] = event["run"]
+        if "epoch" in event:
+            # a trial resumed from an earlier checkpoint reports those epochs again: the newest wins
+            kept = [h for h in self.history.get(trial, []) if h["epoch"] < event["epoch"]]
+            self.history[trial] = kept + [{"epoch": event["epoch"], **event["metrics"]}]
+        if "stop" in event:
+            self.stop_reasons[trial] = event["stop"]
+        if "end" in event:
+            self.ended[trial] = event["end"]
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Apply `event` and append it durably (flushed and synced: a SIGKILL right after keeps it)."""
+        self._apply(event)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(event, default=float) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def epochs(self, trial: str) -> int:
+        history = self.history.get(trial, [])
+        return history[-1]["epoch"] if history else 0

@@ -1,0 +1,59 @@
+"""Plateau and divergence stopping: the seed team's hand rules as a Tune Stopper.
+
+- plateau: the watched loss has not improved for `patience_epochs` epochs;
+- divergence: the loss variance over the last `window` epochs exceeds the previous window's by more
+  than `max_loss_variance_increase` (relative), i.e. training started to oscillate.
+Both are off by default. A stopped trial ends normally (its result counts) with a `stop_reason`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray.tune import Stopper
+
+from search.journal import TrialJournal
+from search.spec import StopSettings
+
+
+def plateau_reason(losses: list[float], patience: int | None) -> str | None:
+    if patience is None or not losses:
+        return None
+    since_best = len(losses) - 1 - int(np.argmin(losses))
+    return f"loss has not improved for {since_best} epochs" if since_best >= patience else None
+
+
+def variance_reason(losses: list[float], window: int, max_increase: float | None) -> str | None:
+    if max_increase is None or len(losses) < 2 * window:
+        return None
+    before, last = np.var(losses[-2 * window : -window]), np.var(losses[-window:])
+    if before > 0 and last > (1 + max_increase) * before:
+        return f"loss variance grew {last / before:.1f}x over the last {window} epochs"
+    return None
+
+
+class LossRules(Stopper):
+    def __init__(self, settings: StopSettings, journal: Path):
+        self.settings = settings
+        self.journal = journal
+        self.losses: dict[str, list[float]] = {}
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        value = result.get(self.settings.metric)
+        if value is None:
+            return False
+        if trial_id not in self.losses:  # first sight, maybe after a resume: earlier epochs are in the journal
+            history = TrialJournal(self.journal).history.get(trial_id, [])
+            self.losses[trial_id] = [h[self.settings.metric] for h in history if h["epoch"] < result.get("epoch", 0)]
+        losses = self.losses[trial_id]
+        losses.append(float(value))
+        s = self.settings
+        reason = plateau_reason(losses, s.patience_epochs) or variance_reason(losses, s.window, s.max_loss_variance_increase)
+        if reason:
+            TrialJournal(self.journal).record({"trial": trial_id, "stop": reason})
+        return reason is not None
+
+    def stop_all(self) -> bool:
+        return False

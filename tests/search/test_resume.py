@@ -1,0 +1,129 @@
+"""A killed search resumes where it stopped: same trials, same MLflow runs, the sampler's history kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from ray.tune.search.optuna import OptunaSearch
+
+from search.journal import TrialJournal
+
+SPACE = {
+    "name": "kill",
+    "task": "classification",
+    "data": {"kind": "synthetic", "image_size": 32, "batch_size": 16, "synthetic": {"count": 96, "seed": 1}},
+    "base": {"model": {"name": "resnet10t"}, "optim": {"schedule": "constant"}},
+    "space": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    "search": {"metric": "val/macro_f1", "num_samples": 6, "max_concurrent": 2, "seed": 0},
+    "scheduler": {"name": "none", "max_epochs": 3},
+}
+NUM_SAMPLES = SPACE["search"]["num_samples"]
+
+
+def start_search(root: Path) -> subprocess.Popen:
+    (root / "kill.yaml").write_text(yaml.safe_dump(SPACE))
+    command = [sys.executable, "-m", "search", "run", "kill.yaml", "--results", "results"]
+    return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def wait_for_finished_trials(root: Path, count: int, proc: subprocess.Popen) -> TrialJournal:
+    journal_path = root / "results" / "kill" / "trials.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read()
+        if journal_path.is_file() and len(TrialJournal(journal_path).ended) >= count:
+            return TrialJournal(journal_path)
+        time.sleep(0.5)
+    raise AssertionError("the search finished no trial in time")
+
+
+def resume(root: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "search", "resume", "results/kill"]
+    return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600)
+
+
+def best_last_value(journal: TrialJournal, metric: str) -> float:
+    return max(journal.history[t][-1][metric] for t in journal.ended)
+
+
+def nested_runs(summary: dict) -> list:
+    client = MlflowClient(summary["tracking"]["uri"])
+    experiment = client.get_experiment_by_name(summary["tracking"]["experiment"])
+    parent = summary["tracking"]["parent_run_id"]
+    runs = client.search_runs([experiment.experiment_id])
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
+
+
+def sampler_history_length(root: Path) -> int:
+    state = sorted((root / "results" / "kill" / "tune").glob("searcher-state-*.pkl"))[-1]
+    searcher = OptunaSearch()
+    searcher.restore(str(state))
+    return len(searcher._ot_study.trials)
+
+
+def test_resume_after_sigkill_continues_the_same_search(tmp_path):
+    proc = start_search(tmp_path)
+    before = wait_for_finished_trials(tmp_path, 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its local Ray, as a crash or reboot would
+    proc.wait(timeout=60)
+    best_before = best_last_value(before, "val/macro_f1")
+
+    done = resume(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "results" / "kill" / "summary.json").read_text())
+    ids = [t["trial_id"] for t in summary["trials"]]
+    # the total stays num_samples, with no trial id twice
+    assert len(ids) == NUM_SAMPLES == len(set(ids))
+    # trials finished before the kill are kept, not re-run: same ids, same number of epochs logged
+    for trial_id in before.ended:
+        assert trial_id in ids
+        assert [h["epoch"] for h in TrialJournal(tmp_path / "results/kill/trials.jsonl").history[trial_id]] == [1, 2, 3]
+    runs = nested_runs(summary)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    # one finished MLflow run per trial, none duplicated, none left RUNNING
+    assert sorted(r.info.run_name for r in finished) == sorted(ids)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    # the Optuna sampler continued with the whole history: it holds every trial of the search
+    assert sampler_history_length(tmp_path) == NUM_SAMPLES
+    # the final best is at least as good as the best before the kill
+    assert summary["best"]["metrics"]["val/macro_f1"] >= best_before
+
+
+def test_sigterm_stops_gracefully_then_resume_finishes(tmp_path):
+    proc = start_search(tmp_path)
+    wait_for_finished_trials(tmp_path, 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    # a stop signal ends the search gracefully, saying how to resume, with exit code 130
+    assert proc.returncode == 130, out
+    assert "Resume with: python -m search resume" in out
+    state = json.loads((tmp_path / "results" / "kill" / "search.json").read_text())
+    client = MlflowClient(state["tracking"]["uri"])
+    # the parent run is marked KILLED, not left RUNNING
+    assert client.get_run(state["tracking"]["parent_run_id"]).info.status == "KILLED"
+    done = resume(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "results" / "kill" / "summary.json").read_text())
+    # the resumed search reopened the same parent run and finished it
+    assert summary["tracking"]["parent_run_id"] == state["tracking"]["parent_run_id"]
+    assert client.get_run(state["tracking"]["parent_run_id"]).info.status == "FINISHED"
+    assert len(summary["trials"]) == NUM_SAMPLES
+
+
+def test_resume_refuses_a_finished_or_unknown_folder(tmp_path):
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "search.json").write_text("{}")
+    (tmp_path / "done" / "summary.json").write_text("{}")
+    for folder in ("done", "nothing"):
+        proc = subprocess.run([sys.executable, "-m", "search", "resume", folder], cwd=tmp_path, capture_output=True, text=True)
+        # nothing to resume is a user error: exit 2, one line naming the folder
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and folder in proc.stderr
