@@ -69,7 +69,7 @@ def search_params(plan: SearchPlan, gpu: float) -> dict[str, Any]:
 
 def write_effective_space(plan: SearchPlan, out_dir: Path) -> Path:
     """The space as run (command-line overrides included): what resume reads back."""
-    spec = plan.spec.model_dump(mode="json", exclude_none=True)
+    spec = plan.spec.model_dump(mode="json", exclude_unset=True)
     spec["name"] = plan.name
     path = out_dir / SPACE_FILE
     path.write_text(f"# effective space of search '{plan.name}' (from {plan.path})\n" + yaml.safe_dump(spec, sort_keys=False))
@@ -81,7 +81,7 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
     out_dir = options.out_dir.resolve()
     check_out_dir_free(out_dir)
     console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
-    init_ray(options.address)
+    init_ray(options.address, out_dir.parent)
     gpu = gpu_per_trial(plan.spec.resources.gpu, options.require_gpu, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     space_copy = write_effective_space(plan, out_dir)
@@ -92,7 +92,7 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
     storage_path, name = tune_location(out_dir, plan.name, options.storage)
     state = {
         "name": plan.name,
-        "space_file": str(plan.path),
+        "space_file": str(plan.path.resolve()),
         "out_dir": str(out_dir),
         "tune_path": f"{storage_path.rstrip('/')}/{name}",
         "address": options.address,
@@ -131,7 +131,7 @@ def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) 
         raise ConfigError(None, "this search has finished; nothing to resume", result_dir)
     plan = load_plan(result_dir / SPACE_FILE)
     console.print(f"resuming search '{plan.name}' from {result_dir}")
-    init_ray(state["address"])
+    init_ray(state["address"], result_dir.parent)
     tracker = Tracker(state["tracking"]["uri"], state["tracking"]["experiment"])
     tracker.client.update_run(state["tracking"]["parent_run_id"], status="RUNNING")
     unfinished = tune.ResumeConfig.ResumeType.RESTART if restart_unfinished else tune.ResumeConfig.ResumeType.RESUME

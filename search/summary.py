@@ -38,8 +38,9 @@ def pick_best(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str,
 
 
 def ranked(trials: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
+    """Best first; failed trials last whatever they reported before failing."""
     sign = 1 if mode == "max" else -1
-    return sorted(trials, key=lambda t: -sign * t["metrics"].get(metric, -sign * math.inf))
+    return sorted(trials, key=lambda t: (t["status"] == "FAILED", -sign * t["metrics"].get(metric, -sign * math.inf)))
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,17 +55,46 @@ def tune_location(out_dir: Path, name: str, storage: str | None) -> tuple[str, s
     return (str(out_dir), "tune") if storage is None else (storage, name)
 
 
-def init_ray(address: str | None) -> None:
+# Ray's session folder holds Unix sockets, whose paths may not exceed 107 bytes.
+MAX_RAY_DIR_LENGTH = 50
+
+
+def ray_temp_dir(results_dir: Path) -> str | None:
+    """RESULTS/ray for a local Ray's sessions and logs (so they stay with the results and are removed
+    with them), unless its path is too long for Ray's sockets: then Ray's default."""
+    folder = (results_dir / "ray").resolve()
+    return str(folder) if len(str(folder)) <= MAX_RAY_DIR_LENGTH else None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a dead host:port (Ray itself retries for minutes before giving up)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError("--address", f"cannot reach a Ray cluster at {address}: {exc}") from None
+
+
+def init_ray(address: str | None, results_dir: Path) -> None:
     """Local Ray by default, an existing cluster with `address`; Ray's console noise stays in its logs."""
     if ray.is_initialized():
         return
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        ignore_reinit_error=True,
-    )
+    if address:
+        check_reachable(address)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            ignore_reinit_error=True,
+            _temp_dir=None if address else ray_temp_dir(results_dir),
+        )
+    except ConnectionError as exc:
+        hint = "" if os.environ.get("RAY_AUTH_MODE") else " (a cluster with token auth needs RAY_AUTH_MODE=token here)"
+        raise ConfigError("--address", f"cannot reach a Ray cluster at {address}: {exc}{hint}") from None
 
 
 def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> float:

@@ -158,3 +158,14 @@ def test_cli_long_error_stays_on_one_line(results, case):
     assert len(result.stderr.replace("\n", "")) > 80
     # still, the user gets exactly one line
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_cli_run_unreachable_address_is_a_user_error(tmp_path, minimal_space, write_space):
+    write_space(minimal_space, "ok.yaml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search", "run", "ok.yaml", "--address", "127.0.0.1:1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    # a cluster that cannot be reached is bad input: exit 2, one line naming --address, and no results folder
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--address" in proc.stderr, proc.stderr
+    assert not (tmp_path / "results" / "ok").exists()
