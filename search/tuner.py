@@ -56,7 +56,7 @@ def tune_location(out_dir: Path, name: str, storage: str | None) -> tuple[str, s
 
 
 # Ray's session folder holds Unix sockets, whose paths may not exceed 107 bytes.
-MAX_RAY_DIR_LENGTH = 50
+MAX_RAY_DIR_LENGTH = 38  # + "/session_<date>_<time>_<us>_<pid>/sockets/plasma_store" <= 107
 
 
 def ray_temp_dir(results_dir: Path) -> str | None:

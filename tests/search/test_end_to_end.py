@@ -24,6 +24,7 @@ SPACE = {
         "seed": 0,
         # The first baseline diverges (NaN loss): it must fail alone while the search goes on.
         "baseline": [{"optim.lr": 1.0e6}, {"optim.lr": 0.003, "loss.focal_gamma": 2.0}],
+        "max_failures": 1,
     },
     "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 1, "reduction_factor": 2},
     "resources": {"cpu": 1, "gpu": 0.5},
@@ -53,6 +54,9 @@ def test_search_runs_every_trial_and_survives_a_diverging_one(search):
     failed = [t for t in trials if t["status"] == "FAILED"]
     assert [t["params"]["optim.lr"] for t in failed] == [1.0e6]
     assert "NonFiniteLossError" in failed[0]["error"]
+    # max_failures 1: the crashed trial was retried once before it was marked failed
+    error_file = search["root"] / "results" / "tiny" / "tune" / failed[0]["trial_id"] / "error.txt"
+    assert "Failure # 2" in error_file.read_text()
     # the best trial is a successful one and holds the metric
     assert search["summary"]["best"]["status"] != "FAILED"
     assert "val/macro_f1" in search["summary"]["best"]["metrics"]
