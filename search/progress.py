@@ -15,6 +15,11 @@ from search.console import format_value, make_console, short_key
 from search.tracking import failure_reason
 
 
+def clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
 class Progress(Callback):
     """Which trials run, their epoch and metric, and the best so far, while the search runs."""
 
@@ -67,12 +72,12 @@ class Progress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._row(trial)["status"] = "DONE"
-        self._event(trial, f"done after {self._row(trial)['epoch']} epochs")
+        self._event(trial, f"done after {self._row(trial)['epoch']} epochs; {self._counts()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._row(trial)["status"] = "FAILED"
         self.best = self._best_latest()
-        self._event(trial, f"failed: {failure_reason(trial)}")
+        self._event(trial, f"failed: {failure_reason(trial)}; {self._counts()}")
 
     def on_experiment_end(self, trials, **info) -> None:
         if self.live:
@@ -92,12 +97,20 @@ class Progress(Callback):
         return f" (best {format_value(self.best[0])} by {self.best[1]})" if self.best else ""
 
     def elapsed(self) -> str:
-        seconds = int(time.monotonic() - self.started)
-        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+        return clock(time.monotonic() - self.started)
+
+    def _counts(self) -> str:
+        """`k/N trials done, ETA mm:ss`: the remaining trials at the pace of the finished ones
+        (an upper bound under ASHA, which stops most of the rest early)."""
+        finished = sum(r["status"] != "RUNNING" for r in self.rows.values())
+        text = f"{finished}/{self.num_samples} trials done"
+        if finished:
+            pace = (time.monotonic() - self.started) / finished
+            text += f", ETA {clock(pace * (self.num_samples - finished))}"
+        return text
 
     def table(self) -> Table:
-        finished = sum(r["status"] != "RUNNING" for r in self.rows.values())
-        title = f"{finished}/{self.num_samples} trials done, {self.elapsed()} elapsed{self._best_text()}"
+        title = f"{self._counts()}, {self.elapsed()} elapsed{self._best_text()}"
         table = Table(title=title, title_justify="left")
         for header in ["trial", "status", "epoch", *map(short_key, self.param_keys), self.metric]:
             table.add_column(header)

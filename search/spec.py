@@ -28,6 +28,9 @@ class SearchSettings(Section):
         default_factory=list, description="known configs (dotted key -> value) evaluated first"
     )
     max_failures: int = Field(0, ge=0, description="retries of a crashed trial (from its last checkpoint)")
+    keep_checkpoints: int = Field(
+        1, ge=1, description="checkpoints kept per trial: its best k by the metric (the latest is kept too, to resume)"
+    )
 
 
 class SchedulerSettings(Section):

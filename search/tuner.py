@@ -191,7 +191,11 @@ def build_tuner(
             callbacks=callbacks,
             stop=stopper,
             verbose=0,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=spec.search.keep_checkpoints,
+                checkpoint_score_attribute=spec.search.metric,
+                checkpoint_score_order=spec.search.mode,
+            ),
             failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         ),
     )
