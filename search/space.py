@@ -7,7 +7,7 @@ import copy
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import optuna.distributions as od
 from pydantic import BaseModel
@@ -191,13 +191,16 @@ def apply_values(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
     return validate_model(TrainConfig, config)
 
 
-def check_space(base: TrainConfig, space: dict[str, Distribution]) -> None:
-    """Every key exists in the training schema and every boundary/choice value validates there."""
+def check_space(
+    base: TrainConfig, space: dict[str, Distribution], check_config: Callable[[TrainConfig], None]
+) -> None:
+    """Every key exists in the training schema, and every boundary/choice value validates there and
+    passes the task's own checks (a model name timm does not know fails here, not in every trial)."""
     for key, dist in space.items():
         check_dotted_key(key, f"space.{key}")
         for value in dist.probe_values():
             try:
-                apply_values(base, {key: value})
+                check_config(apply_values(base, {key: value}))
             except ConfigError as exc:
                 raise ConfigError(f"space.{key}", f"value {value!r} does not fit {exc.key}: {exc.message}") from None
 

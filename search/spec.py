@@ -154,11 +154,12 @@ def load_plan(path: str | Path) -> SearchPlan:
     try:
         spec = validate_model(SearchSpec, read_yaml(path))
         base = _base_config(spec)
-        get_task(base.task).check(base)
+        task = get_task(base.task)
+        task.check(base)
         space = parse_space(spec.space)
         if not space:
             raise ConfigError("space", "expected at least one searched key")
-        check_space(base, space)
+        check_space(base, space, task.check)
         _check_metrics(spec, base)
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:

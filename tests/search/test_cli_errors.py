@@ -169,3 +169,27 @@ def test_cli_run_unreachable_address_is_a_user_error(tmp_path, minimal_space, wr
     # a cluster that cannot be reached is bad input: exit 2, one line naming --address, and no results folder
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--address" in proc.stderr, proc.stderr
     assert not (tmp_path / "results" / "ok").exists()
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden"])
+def test_cli_run_name_cannot_escape_the_results_folder(tmp_path, minimal_space, write_space, name):
+    write_space(minimal_space, "ok.yaml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search", "run", "ok.yaml", "--name", name, "--results", "results"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    # a name that is not a plain folder name is refused before anything is written
+    assert proc.returncode == 2 and "--name" in proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "evil").exists()
+
+
+def test_cli_run_never_evaluates_yaml_values_as_code(tmp_path, minimal_space, write_space):
+    marker = tmp_path / "pwned"
+    minimal_space["space"]["model.name"] = {"choice": [f"__import__('os').system('touch {marker}')"]}
+    write_space(minimal_space, "evil.yaml")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search", "run", "evil.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    # a string stays a string: it is rejected as an unknown model name, and the code never ran
+    assert proc.returncode == 2 and "model.name" in proc.stderr
+    assert not marker.exists()

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from ray.tune.search.optuna import OptunaSearch
 
 SPACE = {
     "name": "tiny",
@@ -60,6 +62,17 @@ def test_search_runs_every_trial_and_survives_a_diverging_one(search):
     # the best trial is a successful one and holds the metric
     assert search["summary"]["best"]["status"] != "FAILED"
     assert "val/macro_f1" in search["summary"]["best"]["metrics"]
+
+
+def test_search_tells_optuna_the_failed_trial_failed(search):
+    state = sorted((search["root"] / "results" / "tiny" / "tune").glob("searcher-state-*.pkl"))[-1]
+    searcher = OptunaSearch()
+    searcher.restore(str(state))
+    states = [t.state for t in searcher._ot_study.trials]
+    # the sampler saw every trial; the diverged one as FAIL (no fake value), the others COMPLETE
+    assert len(states) == 3
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
 
 
 def test_search_falls_back_to_cpu_with_one_warning(search):
