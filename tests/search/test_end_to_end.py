@@ -154,3 +154,10 @@ def test_search_shows_progress_and_a_final_summary(search):
     # the end shows the top trials table, the best trial and where results and MLflow live
     assert "top trials of 'tiny'" in out and f"best: {summary['best']['trial_id']}" in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
+
+
+def test_finished_search_keeps_only_the_best_checkpoint(search):
+    tune_dir = search["root"] / "results" / "tiny" / "tune"
+    holders = {p.parent.name for p in tune_dir.glob("*/checkpoint_*")}
+    # once finished, only the best trial keeps checkpoints: the results tree stays small
+    assert holders == {search["summary"]["best"]["trial_id"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 import ray
@@ -10,7 +11,7 @@ from rich.console import Console
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.spec import load_plan
-from search.tuner import build_scheduler, build_searcher, gpu_per_trial, startup_trials
+from search.tuner import build_scheduler, build_searcher, gpu_per_trial, ray_temp_dir, startup_trials
 from training.errors import ConfigError
 
 
@@ -70,3 +71,10 @@ def test_build_searcher_uses_a_seeded_multivariate_tpe(plan):
 def test_startup_trials_is_a_quarter_of_the_budget_within_bounds(samples, baseline, expected):
     # random start-up: a quarter of the trials, at least 2 and at most 10, after the baselines
     assert startup_trials(samples, baseline) == expected
+
+
+def test_ray_temp_dir_under_results_when_short_enough():
+    # Ray's session logs live under RESULTS/ray when the path fits Ray's socket-path limit
+    assert ray_temp_dir(Path("/r")) == "/r/ray"
+    # a path too long for Ray's Unix sockets falls back to Ray's default
+    assert ray_temp_dir(Path("/" + "x" * 60)) is None
