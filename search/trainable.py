@@ -45,9 +45,6 @@ def make_trainable(
 
     def trial(params: dict[str, Any]) -> None:
         cfg = trial_config(base, space, params)
-        device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
-        train_cfg = cfg.train.model_copy(update={"device": device})
-        runtime = Runtime.from_config(train_cfg, cpu_threads=max(1, int(cpu)), gpu_fraction=min(gpu, 1.0) or None)
-        fit(cfg, runtime, on_epoch=_report, resume_state=_resume_state())
+        fit(cfg, Runtime.for_trial(cfg, cpu, gpu), on_epoch=_report, resume_state=_resume_state())
 
     return trial

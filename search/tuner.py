@@ -36,6 +36,7 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from search.sampler import make_sampler  # noqa: E402
 from search.trainable import make_trainable, trial_config  # noqa: E402
 
 
@@ -110,19 +111,8 @@ def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> floa
     return 0.0
 
 
-def startup_trials(num_samples: int, baseline: int) -> int:
-    """Random trials before TPE models the space: a quarter of the budget, 2..10, after the baselines."""
-    return baseline + min(10, max(2, num_samples // 4))
-
-
 def build_searcher(plan: SearchPlan) -> OptunaSearch:
     settings = plan.spec.search
-    sampler = optuna.samplers.TPESampler(
-        seed=settings.seed,
-        multivariate=True,
-        constant_liar=True,  # concurrent trials: pending ones count as bad, so TPE does not resample them
-        n_startup_trials=startup_trials(settings.num_samples, len(plan.baseline)),
-    )
     points = [encode_point(plan.space, point) for point in plan.baseline]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -131,7 +121,7 @@ def build_searcher(plan: SearchPlan) -> OptunaSearch:
             metric=settings.metric,
             mode=settings.mode,
             points_to_evaluate=points or None,
-            sampler=sampler,
+            sampler=make_sampler(plan),
         )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.config import TrainLoopConfig
+from training.config import TrainConfig, TrainLoopConfig
 
 
 def epoch_seed_of(seed: int, epoch: int) -> int:
@@ -37,6 +37,14 @@ class Runtime:
             amp=cuda and cfg.amp,
             channels_last=cuda and cfg.channels_last,
         )
+
+    @classmethod
+    def for_trial(cls, cfg: TrainConfig, cpu: float, gpu: float) -> Runtime:
+        """The runtime of a search trial holding `cpu` CPUs and a `gpu` share: its resources, not the
+        config's device setting, decide where it runs."""
+        device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+        train_cfg = cfg.train.model_copy(update={"device": device})
+        return cls.from_config(train_cfg, cpu_threads=max(1, int(cpu)), gpu_fraction=min(gpu, 1.0) or None)
 
     def apply(self) -> None:
         """Claim the share of the machine this run may use, so packed runs cannot starve each other."""

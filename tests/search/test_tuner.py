@@ -11,7 +11,8 @@ from rich.console import Console
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.spec import load_plan
-from search.tuner import build_scheduler, build_searcher, gpu_per_trial, ray_temp_dir, startup_trials
+from search.sampler import startup_trials
+from search.tuner import build_scheduler, build_searcher, gpu_per_trial, ray_temp_dir
 from training.errors import ConfigError
 
 
