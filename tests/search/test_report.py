@@ -17,7 +17,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
-from search.report import ReportDir, load_search, per_epoch_figure, safe_name, write_report
+from search.report import write_report
+from search.report.inputs import load_search
+from search.report.output import ReportDir, safe_name
+from search.report.plots import per_epoch_figure
 from search.space import set_dotted
 from search.summary import pick_best
 from training.config import TrainConfig
