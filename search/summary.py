@@ -53,6 +53,13 @@ def read_summary(result_dir: Path) -> dict[str, Any]:
     return json.loads((result_dir / SUMMARY_FILE).read_text())
 
 
+def mlflow_view_hint(uri: str) -> str:
+    """How to look at the runs: a tracking server is opened in a browser; a local store needs `mlflow ui`."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri}"
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
 def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
     metric, mode = summary["metric"], summary["mode"]
     keys = list(summary["space_keys"])
@@ -77,5 +84,5 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     console.print(f"best: {best['trial_id']} {metric}={format_value(best['metrics'][metric])} with {values}")
     console.print(f"results: {summary['out_dir']}  (best config: {summary['out_dir']}/best.yaml)")
     tracking = summary["tracking"]
-    console.print(f"MLflow:  mlflow ui --backend-store-uri {tracking['uri']}  (experiment '{tracking['experiment']}')")
+    console.print(f"MLflow:  {mlflow_view_hint(tracking['uri'])}  (experiment '{tracking['experiment']}')")
     console.print(f"retrain: python -m search export {summary['out_dir']} -o best.yaml && python -m training train best.yaml")
