@@ -21,7 +21,6 @@ import math
 import resource
 import sys
 import time
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
