@@ -11,10 +11,8 @@ from ray import tune
 
 from search.space import Distribution, apply_values, decode_trial
 from training.config import TrainConfig
-from training.fit import EpochReport, fit
+from training.fit import CHECKPOINT_FILE, EpochReport, fit
 from training.runtime import Runtime
-
-STATE_FILE = "state.pt"
 
 
 def trial_config(base: TrainConfig, space: dict[str, Distribution], params: dict[str, Any]) -> TrainConfig:
@@ -24,7 +22,7 @@ def trial_config(base: TrainConfig, space: dict[str, Distribution], params: dict
 
 def _report(report: EpochReport) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(report.state(), Path(folder) / STATE_FILE)
+        torch.save(report.state(), Path(folder) / CHECKPOINT_FILE)
         checkpoint = tune.Checkpoint.from_directory(folder)
         tune.report({"epoch": report.epoch, **report.metrics}, checkpoint=checkpoint)
 
@@ -35,7 +33,7 @@ def _resume_state() -> dict[str, Any] | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+        return torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
 
 
 def make_trainable(

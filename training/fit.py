@@ -17,6 +17,9 @@ from training.runtime import Runtime, epoch_seed_of
 from training.tasks import Task, create_task
 
 
+CHECKPOINT_FILE = "state.pt"  # inside a checkpoint folder: what `EpochReport.state()` returns, saved
+
+
 class NonFiniteLossError(RuntimeError):
     """Training diverged: the loss became NaN or infinite."""
 

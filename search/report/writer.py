@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from search.report.baseline import write_best_vs_baseline
+from search.report.confusion import write_confusion
 from search.report.importance import write_importance
 from search.report.inputs import Search, load_search
 from search.report.leaderboard import write_leaderboard
@@ -68,12 +69,13 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     - `metric_per_epoch.png` (one line per trial: ASHA stops end early, failures are marked),
       `metric_vs_<key>.png` for each searched key, `parallel_coordinates.png`;
     - `best_per_class.csv`, `best_per_class.png`: the best trial's per-class metrics (`val/f1/<class>`, ...);
+    - `confusion.csv`, `confusion.png`: the best classification trial's validation confusion matrix,
+      recomputed from its kept checkpoint;
     - `best_vs_baseline.md`: the config keys where the best trial differs from the baseline;
     - `README.md`: links to all of the above.
 
-    Every file is also logged to the search's MLflow parent run under `report/`. There is no confusion
-    matrix: summary.json does not store one. File names made from config keys keep `[A-Za-z0-9._-]` only,
-    so nothing is written outside the report folder.
+    Every file is also logged to the search's MLflow parent run under `report/`. File names made from
+    config keys keep `[A-Za-z0-9._-]` only, so nothing is written outside the report folder.
     """
     search = load_search(Path(result_dir))
     out = ReportDir(Path(result_dir) / REPORT_DIR)
@@ -82,6 +84,7 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     write_importance(search, out, console)
     write_plots(search, out)
     write_best_per_class(search, out, console)
+    write_confusion(search, out, console)
     write_best_vs_baseline(search, out, console)
     write_index(search, out)
     log_to_parent(search, list(out.files), console)

@@ -13,6 +13,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
 
+from training.config import DataConfig
+from training.data import load_splits
+
 SPACE = {
     "name": "tiny",
     "task": "classification",
@@ -161,3 +164,15 @@ def test_finished_search_keeps_only_the_best_checkpoint(search):
     holders = {p.parent.name for p in tune_dir.glob("*/checkpoint_*")}
     # once finished, only the best trial keeps checkpoints: the results tree stays small
     assert holders == {search["summary"]["best"]["trial_id"]}
+
+
+def test_report_recomputes_the_best_trials_confusion_matrix(search):
+    root = search["root"]
+    proc = run(["-m", "search", "report", "results/tiny"], root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = (root / "results" / "tiny" / "report" / "confusion.csv").read_text().strip().splitlines()
+    counts = [[int(v) for v in row.split(",")[1:]] for row in rows[1:]]
+    splits = load_splits(DataConfig.model_validate(SPACE["data"]))
+    # one row and column per class, counting every validation image exactly once
+    assert len(counts) == len(splits.class_names) and all(len(row) == len(splits.class_names) for row in counts)
+    assert sum(map(sum, counts)) == len(splits.val)

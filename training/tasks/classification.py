@@ -74,14 +74,19 @@ class ClassificationTask(Task):
         return self.criterion(self._forward(images), labels.to(self.runtime.device))
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) over the validation split, on the CPU."""
         self.model.eval()
         logits, targets = [], []
         with self.runtime.autocast():
             for images, labels in self.val_loader:
                 logits.append(self._forward(images).float().cpu())
                 targets.append(labels)
-        logits, targets = torch.cat(logits), torch.cat(targets)
+        return torch.cat(logits), torch.cat(targets)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        logits, targets = self.predictions()
         metrics = classification_metrics(logits, targets, self.class_names, self.cfg.eval.good_class)
         metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
         return {f"val/{k}": v for k, v in metrics.items()}
