@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from search.summary import SUMMARY_FILE, read_summary
+from search.layout import SUMMARY_FILE
+from search.summary import read_summary
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError

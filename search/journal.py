@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-JOURNAL_FILE = "trials.jsonl"
 
 
 class TrialJournal:

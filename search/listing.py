@@ -16,11 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from search.console import format_value
-from search.journal import JOURNAL_FILE, TrialJournal
-from search.summary import SUMMARY_FILE
+from search.journal import TrialJournal
+from search.layout import JOURNAL_FILE, STATE_FILE, SUMMARY_FILE, TUNE_DIR
 
-STATE_FILE = "search.json"
-TUNE_DIR = "tune"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -20,7 +20,8 @@ from rich.console import Console
 from ray import tune
 
 from search.export import best_config_yaml
-from search.journal import JOURNAL_FILE, TrialJournal
+from search.journal import TrialJournal
+from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, STATE_FILE, SUMMARY_FILE
 from search.progress import Progress
 from search.spec import SearchPlan, load_plan
 from search.stopping import LossRules
@@ -40,8 +41,6 @@ from search.tuner import (
 from training.errors import ConfigError
 from training.tracking import Tracker
 
-STATE_FILE = "search.json"
-SPACE_FILE = "space.yaml"
 
 
 def check_out_dir_free(out_dir: Path) -> None:
@@ -127,7 +126,7 @@ def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) 
     (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs."""
     result_dir = result_dir.resolve()
     state = read_state(result_dir)
-    if (result_dir / "summary.json").is_file():
+    if (result_dir / SUMMARY_FILE).is_file():
         raise ConfigError(None, "this search has finished; nothing to resume", result_dir)
     plan = load_plan(result_dir / SPACE_FILE)
     console.print(f"resuming search '{plan.name}' from {result_dir}")
@@ -232,10 +231,10 @@ def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_di
     """Best trial's metrics and config onto the parent run, summary and best.yaml beside the results."""
     best = summary["best"]
     if best is not None:
-        (out_dir / "best.yaml").write_text(best_config_yaml(summary))
+        (out_dir / BEST_FILE).write_text(best_config_yaml(summary))
         tags = {"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]}
         tracker.log(parent, metrics=best["metrics"], params={f"best.{k}": v for k, v in best["params"].items()}, tags=tags)
-        tracker.log_artifact(parent, out_dir / "best.yaml")
+        tracker.log_artifact(parent, out_dir / BEST_FILE)
     tracker.log_artifact(parent, write_summary(out_dir, summary))
     tracker.end_run(parent, "FINISHED" if best is not None else "FAILED")
 

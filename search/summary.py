@@ -12,7 +12,7 @@ from rich.table import Table
 
 from search.console import format_value, short_key
 
-SUMMARY_FILE = "summary.json"
+from search.layout import SUMMARY_FILE
 
 
 def trial_status(error: Any, epochs: int, max_epochs: int) -> str:

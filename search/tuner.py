@@ -36,6 +36,7 @@ from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
+from search.layout import TUNE_DIR  # noqa: E402
 from search.sampler import make_sampler  # noqa: E402
 from search.trainable import make_trainable, trial_config  # noqa: E402
 
@@ -53,7 +54,7 @@ class RunOptions:
 
 def tune_location(out_dir: Path, name: str, storage: str | None) -> tuple[str, str]:
     """(storage_path, experiment name) of Tune's folder: OUT/tune, or STORAGE/NAME on shared storage."""
-    return (str(out_dir), "tune") if storage is None else (storage, name)
+    return (str(out_dir), TUNE_DIR) if storage is None else (storage, name)
 
 
 # Ray's session folder holds Unix sockets, whose paths may not exceed 107 bytes.

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.layout import SPACE_FILE, SUMMARY_FILE
 from search.space import Distribution, parse_space
-from search.summary import SUMMARY_FILE, read_summary
+from search.summary import read_summary
 from training.config_file import read_yaml
 from training.errors import ConfigError
 
-SPACE_FILE = "space.yaml"
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from search.layout import REPORT_DIR
 from search.report.baseline import write_best_vs_baseline
 from search.report.confusion import write_confusion
 from search.report.importance import write_importance
@@ -16,7 +17,6 @@ from search.report.output import ReportDir
 from search.report.per_class import write_best_per_class
 from search.report.plots import write_plots
 
-REPORT_DIR = "report"
 
 
 def write_index(search: Search, out: ReportDir) -> None:
