@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 from ray.tune import Callback
 
 from search.console import format_value, make_console, short_key
+from search.journal import TrialJournal
 from search.tracking import failure_reason
 
 
@@ -23,7 +25,9 @@ def clock(seconds: float) -> str:
 class Progress(Callback):
     """Which trials run, their epoch and metric, and the best so far, while the search runs."""
 
-    def __init__(self, metric: str, mode: str, num_samples: int, param_keys: list[str], decode, console: Console):
+    def __init__(
+        self, metric: str, mode: str, num_samples: int, param_keys: list[str], decode, console: Console, journal: Path
+    ):
         self.metric = metric
         self.sign = 1 if mode == "max" else -1
         self.num_samples = num_samples
@@ -34,6 +38,8 @@ class Progress(Callback):
         self.best: tuple[float, str] | None = None
         self.started = time.monotonic()
         self.live: Live | None = None
+        self.journal = journal
+        self.done_before = 0  # trials a resumed search finished before its interruption
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; a console and a live view hold locks.
@@ -42,6 +48,7 @@ class Progress(Callback):
     def setup(self, **info) -> None:
         self.console = self.console or make_console()  # None when Tune restored this callback on resume
         self.started = time.monotonic()
+        self.done_before = len(TrialJournal(self.journal).ended)
         if self.console.is_terminal:
             self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=True)
             self.live.start()
@@ -103,10 +110,10 @@ class Progress(Callback):
         """`k/N trials done, ETA mm:ss`: the remaining trials at the pace of the finished ones
         (an upper bound under ASHA, which stops most of the rest early)."""
         finished = sum(r["status"] != "RUNNING" for r in self.rows.values())
-        text = f"{finished}/{self.num_samples} trials done"
+        text = f"{finished + self.done_before}/{self.num_samples} trials done"
         if finished:
             pace = (time.monotonic() - self.started) / finished
-            text += f", ETA {clock(pace * (self.num_samples - finished))}"
+            text += f", ETA {clock(pace * (self.num_samples - finished - self.done_before))}"
         return text
 
     def table(self) -> Table:

@@ -103,15 +103,16 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
     journal = out_dir / JOURNAL_FILE
     callbacks = [
         TrialTracking(tracker, parent, trial_params(plan), plan.epochs, journal),
-        progress_view(plan, console),
+        progress_view(plan, console, journal),
     ]
     tuner = build_tuner(plan, gpu, (storage_path, name), callbacks, LossRules(plan.spec.stop, journal))
     return fit_and_finish(tuner, plan, state, tracker, console)
 
 
-def progress_view(plan: SearchPlan, console: Console) -> Progress:
+def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
     settings = plan.spec.search
-    return Progress(settings.metric, settings.mode, settings.num_samples, list(plan.space), searched_values(plan), console)
+    keys = list(plan.space)
+    return Progress(settings.metric, settings.mode, settings.num_samples, keys, searched_values(plan), console, journal)
 
 
 def read_state(result_dir: Path) -> dict[str, Any]:
