@@ -86,7 +86,7 @@ def train(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # one line per epoch, also in a plain log
     try:
         return train(args, console)
     except ConfigError as exc:
