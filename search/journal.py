@@ -15,16 +15,31 @@ from typing import Any
 
 
 class TrialJournal:
+    """The journal's events so far; `refresh()` reads only what was appended since the last read, so
+    several readers (the MLflow callback, the stopper) share one file without re-reading it whole."""
+
     def __init__(self, path: Path):
         self.path = path
         self.run_ids: dict[str, str] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.stop_reasons: dict[str, str] = {}
         self.ended: dict[str, str] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    self._apply(json.loads(line))
+        self._offset = 0
+        self.refresh()
+
+    def refresh(self) -> TrialJournal:
+        """Apply the events appended since the last read, by this writer or another."""
+        if not self.path.is_file():
+            return self
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits for the next read
+        for line in complete.decode().splitlines():
+            if line.strip():
+                self._apply(json.loads(line))
+        self._offset += len(complete)
+        return self
 
     def _apply(self, event: dict[str, Any]) -> None:
         trial = event["trial"]
@@ -40,12 +55,13 @@ class TrialJournal:
             self.ended[trial] = event["end"]
 
     def record(self, event: dict[str, Any]) -> None:
-        """Apply `event` and append it durably (flushed and synced: a SIGKILL right after keeps it)."""
-        self._apply(event)
+        """Append `event` durably (flushed and synced: a SIGKILL right after keeps it), then read it back
+        with anything other writers appended meanwhile."""
         with self.path.open("a") as handle:
             handle.write(json.dumps(event, default=float) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        self.refresh()
 
     def epochs(self, trial: str) -> int:
         history = self.history.get(trial, [])

@@ -42,7 +42,6 @@ from training.errors import ConfigError
 from training.tracking import Tracker
 
 
-
 def check_out_dir_free(out_dir: Path) -> None:
     """A second search under the same name never overwrites the first."""
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -150,6 +149,9 @@ def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], t
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # SIGTERM = Ctrl-C
     try:
         results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C skips Tune's graceful stop: still resumable
+        tracker.end_run(parent, "KILLED")
+        raise
     except BaseException:
         tracker.end_run(parent, "FAILED")
         raise

@@ -37,7 +37,7 @@ def variance_reason(losses: list[float], window: int, max_increase: float | None
 class LossRules(Stopper):
     def __init__(self, settings: StopSettings, journal: Path):
         self.settings = settings
-        self.journal = journal
+        self.journal = TrialJournal(journal)
         self.losses: dict[str, list[float]] = {}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
@@ -45,14 +45,14 @@ class LossRules(Stopper):
         if value is None:
             return False
         if trial_id not in self.losses:  # first sight, maybe after a resume: earlier epochs are in the journal
-            history = TrialJournal(self.journal).history.get(trial_id, [])
+            history = self.journal.refresh().history.get(trial_id, [])
             self.losses[trial_id] = [h[self.settings.metric] for h in history if h["epoch"] < result.get("epoch", 0)]
         losses = self.losses[trial_id]
         losses.append(float(value))
         s = self.settings
         reason = plateau_reason(losses, s.patience_epochs) or variance_reason(losses, s.window, s.max_loss_variance_increase)
         if reason:
-            TrialJournal(self.journal).record({"trial": trial_id, "stop": reason})
+            self.journal.record({"trial": trial_id, "stop": reason})
         return reason is not None
 
     def stop_all(self) -> bool:

@@ -19,7 +19,7 @@ class TrialTracking(Callback):
     """Tune callback: a nested MLflow run per trial with its params, per-epoch metrics and status.
 
     Its memory is the journal file, so the instance Tune restores on resume (unpickled from the
-    experiment state) picks up every run it created before.
+    experiment state) catches up on every run it created before by reading the rest of the file.
     """
 
     def __init__(self, tracker: Tracker, parent_run_id: str, trial_params: Any, max_epochs: int, journal: Path):
@@ -27,14 +27,10 @@ class TrialTracking(Callback):
         self.parent_run_id = parent_run_id
         self.trial_params = trial_params  # trial config -> flat dotted params of its resolved config
         self.max_epochs = max_epochs
-        self.journal_path = journal
         self.journal = TrialJournal(journal)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "journal": None}
-
     def setup(self, **info) -> None:
-        self.journal = TrialJournal(self.journal_path)
+        self.journal.refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         run_id = self.journal.run_ids.get(trial.trial_id)
@@ -54,7 +50,7 @@ class TrialTracking(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         epochs = self.journal.epochs(trial.trial_id)
         tags = {"epochs_run": epochs, "early_stopped": epochs < self.max_epochs}
-        stop_reason = TrialJournal(self.journal_path).stop_reasons.get(trial.trial_id)  # written by the stopper
+        stop_reason = self.journal.refresh().stop_reasons.get(trial.trial_id)  # written by the stopper
         if stop_reason:
             tags["stop_reason"] = stop_reason
         run_id = self.journal.run_ids[trial.trial_id]
