@@ -37,7 +37,7 @@ from search.space import apply_values, decode_trial, encode_point, optuna_space
 from search.spec import SearchPlan, load_plan
 from training.config import TrainConfig
 from training.errors import ConfigError
-from training.fit import seed_everything
+from training.fit import seed_everything, training_step
 from training.optim import create_optimizer
 from training.runtime import Runtime
 from training.tasks import Task, create_task
@@ -165,15 +165,7 @@ def train_step(task: Task, cfg: TrainConfig, batches: Iterator[Any]) -> Callable
 
     def step() -> None:
         task.model.train()
-        optimizer.zero_grad(set_to_none=True)
-        with task.runtime.autocast():
-            loss = task.training_loss(next(batches))
-        scaler.scale(loss).backward()
-        if cfg.train.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.train.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        training_step(task, next(batches), optimizer, scaler, cfg.train.grad_clip, "the check's training step")
 
     return step
 

@@ -85,6 +85,29 @@ def fit(
     return metrics
 
 
+def training_step(
+    task: Task,
+    batch: Any,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    grad_clip: float | None,
+    where: str,
+) -> torch.Tensor:
+    """Forward, backward and optimizer step on one batch; the loss. NonFiniteLossError names `where`."""
+    optimizer.zero_grad(set_to_none=True)
+    with task.runtime.autocast():
+        loss = task.training_loss(batch)
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"loss is {loss.item()} at {where}")
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(task.model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss
+
+
 def train_one_epoch(
     task: Task,
     optimizer: torch.optim.Optimizer,
@@ -97,17 +120,7 @@ def train_one_epoch(
     task.model.train()
     total, batches = 0.0, 0
     for batch in task.train_loader:
-        optimizer.zero_grad(set_to_none=True)
-        with task.runtime.autocast():
-            loss = task.training_loss(batch)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch}, batch {batches + 1}")
-        scaler.scale(loss).backward()
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(task.model.parameters(), grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        loss = training_step(task, batch, optimizer, scaler, grad_clip, f"epoch {epoch}, batch {batches + 1}")
         scheduler.step()
         total += loss.item()
         batches += 1
