@@ -45,7 +45,9 @@ class TrialTracking(Callback):
         epoch = int(result.get("epoch", 0))
         metrics = {k: v for k, v in result.items() if "/" in k}
         self.journal.record({"trial": trial.trial_id, "epoch": epoch, "metrics": metrics})
-        self.tracker.log(self.journal.run_ids[trial.trial_id], metrics=metrics, step=epoch)
+        run_id = self.journal.run_ids[trial.trial_id]
+        self.tracker.log(run_id, metrics=metrics, step=epoch)
+        self.tracker.log_extras(run_id, result.get("extras") or {}, epoch)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         epochs = self.journal.epochs(trial.trial_id)

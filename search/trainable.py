@@ -24,7 +24,8 @@ def _report(report: EpochReport) -> None:
     with tempfile.TemporaryDirectory() as folder:
         torch.save(report.state(), Path(folder) / CHECKPOINT_FILE)
         checkpoint = tune.Checkpoint.from_directory(folder)
-        tune.report({"epoch": report.epoch, **report.metrics}, checkpoint=checkpoint)
+        extras = {"extras": report.extras} if report.extras else {}
+        tune.report({"epoch": report.epoch, **report.metrics, **extras}, checkpoint=checkpoint)
 
 
 def _resume_state() -> dict[str, Any] | None:

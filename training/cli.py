@@ -67,6 +67,7 @@ def train(args: argparse.Namespace, console: Console) -> int:
     def on_epoch(report: EpochReport) -> None:
         history.append({"epoch": report.epoch, **report.metrics})
         tracker.log(run_id, metrics=report.metrics, step=report.epoch)
+        tracker.log_extras(run_id, report.extras, report.epoch)
         console.print(epoch_line(report, cfg.train.epochs))
         if report.epoch == cfg.train.epochs:
             torch.save(report.state()["model"], out / "model.pt")

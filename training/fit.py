@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -31,6 +31,7 @@ class EpochReport:
     epoch: int
     metrics: dict[str, float]
     state: Callable[[], dict[str, Any]]
+    extras: dict[str, Any] = field(default_factory=dict)  # Task.epoch_extras(): JSON-able, logged as artifacts
 
 
 EpochCallback = Callable[[EpochReport], None]
@@ -81,7 +82,7 @@ def fit(
         metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": scheduler.get_last_lr()[0]}
         metrics["time/epoch_s"] = time.perf_counter() - began
         if on_epoch:
-            on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e)))
+            on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e), task.epoch_extras()))
     return metrics
 
 
@@ -105,6 +106,7 @@ def training_step(
         torch.nn.utils.clip_grad_norm_(task.model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
+    task.after_step()
     return loss
 
 

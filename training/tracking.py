@@ -86,6 +86,11 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
+    def log_extras(self, run_id: str, extras: dict[str, Any], epoch: int) -> None:
+        """A task's per-epoch extras (`Task.epoch_extras`) as `extras/epoch_NNN.json`."""
+        if extras:
+            self.client.log_dict(run_id, extras, f"extras/epoch_{epoch:03d}.json")
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 

@@ -41,6 +41,14 @@ class Task(ABC):
     def training_loss(self, batch: Any) -> torch.Tensor:
         """The scalar loss of one training batch (inside the runtime's autocast)."""
 
+    def after_step(self) -> None:
+        """Called after every optimizer step (e.g. to move an EMA teacher toward the student)."""
+
+    def epoch_extras(self) -> dict[str, Any]:
+        """JSON-able per-epoch data that is not a scalar metric (e.g. a score histogram); logged as
+        an artifact by whoever tracks the run. Called once per epoch, after `evaluate`."""
+        return {}
+
     @abstractmethod
     def evaluate(self) -> dict[str, float]:
         """Validation metrics keyed `val/...`."""
