@@ -50,10 +50,20 @@ class ImageFolderData(Section):
     )
 
 
+class CocoData(Section):
+    """A COCO JSON detection dataset (the format mmdetection users already have)."""
+
+    annotations: Path | None = Field(None, description="COCO JSON of the training images (split by data.val_fraction)")
+    images: Path | None = Field(None, description="folder the JSON's file_name entries are relative to")
+    val_annotations: Path | None = Field(
+        None, description="COCO JSON of a fixed validation set (same image folder); none = random split"
+    )
+
+
 class DataConfig(Section):
     """Where images come from and how they are batched."""
 
-    kind: Literal["synthetic", "imagefolder"] = Field("synthetic", description="data source")
+    kind: Literal["synthetic", "imagefolder", "coco"] = Field("synthetic", description="data source")
     image_size: int = Field(64, ge=16, description="images are resized to image_size x image_size")
     batch_size: int = Field(32, ge=1, description="training batch size")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="share of images held out for validation")
@@ -61,6 +71,7 @@ class DataConfig(Section):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = in the trial process)")
     synthetic: SyntheticData = Field(default_factory=SyntheticData)
     imagefolder: ImageFolderData = Field(default_factory=ImageFolderData)
+    coco: CocoData = Field(default_factory=CocoData)
 
 
 class ModelConfig(Section):
@@ -69,6 +80,19 @@ class ModelConfig(Section):
     name: str = Field("resnet18", description="timm model name")
     pretrained: bool = Field(False, description="load pretrained weights (needs them in the local cache)")
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    detector: Literal["faster_rcnn", "retinanet"] = Field(
+        "faster_rcnn", description="detection tasks: torchvision detector on an FPN over the `name` backbone"
+    )
+    anchor_ratios: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0, 2.0],
+        min_length=1,
+        description="detection: anchor aspect ratios (height / width) at every FPN level",
+    )
+    anchor_sizes: list[float] = Field(
+        default_factory=lambda: [8, 16, 32, 64, 128],
+        min_length=1,
+        description="detection: anchor side in pixels, one per FPN level, finest level first",
+    )
 
 
 class OptimConfig(Section):
@@ -82,8 +106,19 @@ class OptimConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up for cosine/constant, in epochs")
 
 
+class DetectionLossPart(Section):
+    """The classification loss of one detector stage (RPN objectness or ROI classifier)."""
+
+    name: Literal["cross_entropy", "focal"] = Field(
+        "cross_entropy", description="focal = torchvision's sigmoid_focal_loss instead of cross-entropy"
+    )
+    focal_gamma: float = Field(2.0, ge=0, description="focal focusing parameter")
+    focal_alpha: float | None = Field(0.25, gt=0, lt=1, description="focal weight of positives; none = unweighted")
+    weight: float = Field(1.0, ge=0, description="multiplier of this stage's classification loss")
+
+
 class LossConfig(Section):
-    """Classification loss."""
+    """Classification loss (and, for detection, per-stage losses under rpn / roi)."""
 
     name: Literal["cross_entropy", "focal"] = Field("cross_entropy", description="loss function")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter (0 = cross-entropy)")
@@ -91,6 +126,10 @@ class LossConfig(Section):
         None, gt=0, lt=1, description="focal weight of defect classes (good gets 1 - alpha); none = unweighted"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    rpn: DetectionLossPart = Field(default_factory=DetectionLossPart, description="detection: RPN objectness loss")
+    roi: DetectionLossPart = Field(
+        default_factory=DetectionLossPart, description="detection: ROI classifier loss (RetinaNet: its head's focal loss)"
+    )
 
 
 class AugmentConfig(Section):
@@ -109,6 +148,11 @@ class AugmentConfig(Section):
     grid_distortion: float = Field(0.0, ge=0, le=1, description="grid distortion limit")
     clahe: float = Field(0.0, ge=0, le=16, description="max CLAHE clip limit")
     coarse_dropout: float = Field(0.0, ge=0, le=0.5, description="max hole side as a fraction of the image")
+    autocontrast: float = Field(0.0, ge=0, le=1, description="autocontrast probability")
+    equalize: float = Field(0.0, ge=0, le=1, description="histogram equalization probability")
+    posterize: int = Field(0, ge=0, le=7, description="max bits removed per channel by posterize")
+    scale: float = Field(0.0, ge=0, le=0.5, description="max relative zoom in or out (box-aware for detection)")
+    translate: float = Field(0.0, ge=0, le=0.5, description="max shift as a fraction of the image (box-aware)")
 
 
 class TrainLoopConfig(Section):
@@ -125,6 +169,33 @@ class EvalConfig(Section):
     """Evaluation settings."""
 
     good_class: str = Field("good", description="the defect-free class: miss and overkill rates count against it")
+    score_threshold: float = Field(
+        0.5, gt=0, lt=1, description="detection: a box scoring above this counts for image-level miss/overkill"
+    )
+    iou_threshold: float = Field(0.5, gt=0, lt=1, description="detection: IoU at which a predicted box is correct")
+
+
+class PseudoThresholds(Section):
+    """Teacher score thresholds that keep a pseudo box (Soft Teacher's initial / cls / rpn)."""
+
+    initial: float = Field(0.5, ge=0, le=1, description="first filter of the teacher's boxes")
+    cls: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's ROI classifier")
+    rpn: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's RPN")
+
+
+class SemiConfig(Section):
+    """Semi-supervised detection: an EMA teacher pseudo-labels unlabeled images for the student."""
+
+    ema_momentum: float = Field(0.999, ge=0, lt=1, description="teacher = momentum * teacher + (1 - momentum) * student")
+    thresholds: PseudoThresholds = Field(default_factory=PseudoThresholds)
+    unsup_weight: float = Field(1.0, ge=0, description="weight of the loss on pseudo-labeled images")
+    labeled_fraction: float = Field(
+        0.25, gt=0, le=1, description="share of training images that keep their labels; the rest are unlabeled"
+    )
+    unlabeled_per_labeled: float = Field(
+        1.0, gt=0, description="unlabeled images per labeled image in each training batch (sampling ratio)"
+    )
+    burn_in_epochs: int = Field(1, ge=0, description="supervised-only epochs before the teacher starts pseudo-labeling")
 
 
 class TrackingConfig(Section):
@@ -146,4 +217,5 @@ class TrainConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainLoopConfig = Field(default_factory=TrainLoopConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    semi: SemiConfig = Field(default_factory=SemiConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
