@@ -12,6 +12,10 @@
    stops most trials early), and the peak memory of a trial: the RSS increase on CPU, or
    `torch.cuda.max_memory_allocated` with a suggested `resources.gpu` fraction on CUDA.
 
+5. For a detection task whose data has boxes: the box statistics behind anchor choices
+   (`training.data.box_stats`) with the base config's anchors: h/w per class, sizes, the share of
+   boxes no anchor matches, and a suggested `model.anchor_ratios` search range.
+
 `check_space_file` returns the numbers (`CheckResult`); `run_check` prints them.
 """
 
@@ -26,16 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import optuna
 import torch
 from rich.console import Console
 from rich.table import Table
 
 from search.console import format_value
-from search.sampler import make_sampler
+from search.sampler import directions, make_sampler
 from search.space import apply_values, decode_trial, encode_point, optuna_space
 from search.spec import SearchPlan, load_plan
 from training.config import TrainConfig
+from training.data import load_splits
+from training.data.box_stats import MATCH_IOU, RATIO_EDGES, BoxStats, box_stats
 from training.errors import ConfigError
 from training.fit import seed_everything, training_step
 from training.optim import create_optimizer
@@ -94,6 +101,7 @@ class CheckResult:
     plan: SearchPlan
     samples: list[dict[str, Any]]  # decoded values (dotted key -> value), baselines first
     measurement: Measurement
+    boxes: BoxStats | None = None  # detection data only
 
     @property
     def trial_s(self) -> float:
@@ -116,8 +124,7 @@ class CheckResult:
 def sample_configs(plan: SearchPlan, count: int = SAMPLES) -> list[dict[str, Any]]:
     """The first `count` trials' values, as Ray's OptunaSearch asks them (baselines enqueued first)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    direction = "maximize" if plan.spec.search.mode == "max" else "minimize"
-    study = optuna.create_study(sampler=make_sampler(plan), direction=direction)
+    study = optuna.create_study(sampler=make_sampler(plan), directions=directions(plan))
     for point in plan.baseline:
         study.enqueue_trial(encode_point(plan.space, point))
     distributions = optuna_space(plan.space)
@@ -238,7 +245,15 @@ def check_space_file(path: Path) -> CheckResult:
         measurement = measure(cfg, Runtime.for_trial(cfg, resources.cpu, resources.gpu))
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    return CheckResult(plan=plan, samples=samples, measurement=measurement)
+    return CheckResult(plan=plan, samples=samples, measurement=measurement, boxes=plan_box_stats(plan))
+
+
+def plan_box_stats(plan: SearchPlan) -> BoxStats | None:
+    """Box statistics of a detection task's data with the base config's anchors (None otherwise)."""
+    base = plan.base
+    if "detection" not in base.task:
+        return None
+    return box_stats(load_splits(base.data), base.data.image_size, base.model.anchor_ratios, base.model.anchor_sizes)
 
 
 # ---------------------------------------------------------------- printing
@@ -298,6 +313,61 @@ def print_memory(result: CheckResult, console: Console) -> None:
         )
 
 
+BAR_WIDTH = 30  # characters of the histogram's longest bar
+
+
+def ratio_bins() -> list[str]:
+    """Labels of the h/w histogram bins."""
+    edges = [f"{e:.2g}" for e in RATIO_EDGES]
+    return [f"< {edges[0]}", *(f"{a} - {b}" for a, b in zip(edges, edges[1:])), f">= {edges[-1]}"]
+
+
+def ratio_table(stats: BoxStats) -> Table:
+    """Per class: boxes, median h/w, spread, and the share no anchor matches."""
+    table = Table(title=f"box aspect ratios (h/w) after the resize to {stats.image_size}x{stats.image_size}")
+    for column in ("class", "boxes", "median h/w", "p5 - p95", "h/w < 0.5", f"no anchor IoU >= {MATCH_IOU:g}"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for row in [*stats.classes, stats.overall]:
+        p5, p95 = np.percentile(row.ratios, [5, 95])
+        spread, flat = f"{p5:.2f} - {p95:.2f}", f"{np.mean(row.ratios < 0.5):.0%}"
+        table.add_row(row.name, str(row.count), f"{row.median_ratio:.2f}", spread, flat, f"{row.miss_share:.0%}")
+    return table
+
+
+def ratio_histogram(stats: BoxStats) -> Table:
+    """Boxes per h/w bin: a bar for all classes, then the count of each class."""
+    counts = [c.histogram() for c in stats.classes]
+    total = np.sum(counts, axis=0)
+    table = Table(title="h/w histogram")
+    table.add_column("h/w")
+    table.add_column("all", justify="left")
+    for c in stats.classes:
+        table.add_column(c.name, justify="right")
+    for i, label in enumerate(ratio_bins()):
+        bar = "█" * round(BAR_WIDTH * total[i] / max(total.max(), 1))
+        table.add_row(label, f"{bar} {total[i]}", *(str(c[i]) for c in counts))
+    return table
+
+
+def print_box_stats(stats: BoxStats, plan: SearchPlan, console: Console) -> None:
+    ratios, sizes = stats.anchor_ratios, stats.anchor_sizes
+    console.print(f"box statistics: {stats.count} boxes; anchors: ratios {format_value(ratios)} x sizes {format_value(sizes)}")
+    if "model.anchor_ratios" in plan.space:
+        console.print("[yellow]note:[/] model.anchor_ratios is searched: coverage below is for its base value")
+    console.print(ratio_table(stats))
+    console.print(ratio_histogram(stats))
+    size_text = ", ".join(f"p{p} {v:.3g} px ({v / stats.image_size:.2f})" for p, v in stats.size_percentiles().items())
+    console.print(f"box size sqrt(area), px (share of the image side): {size_text}")
+    console.print(
+        f"anchor coverage: {stats.miss_share:.0%} of boxes have no anchor with IoU >= {MATCH_IOU:g}"
+        " (shape-only IoU, anchor centred on the box: an upper bound for grid anchors)"
+    )
+    suggestion = stats.suggestion()
+    console.print("suggested anchor-ratio search (paste under space:):")
+    console.print(f"  {suggestion.space_entry()}", markup=False, highlight=False)
+    console.print(f"  (h/w p5 to p95 in steps of at most 2x: {format_value(suggestion.centre)})")
+
+
 def run_check(path: Path, console: Console) -> int:
     result = check_space_file(path)
     m = result.measurement
@@ -309,4 +379,6 @@ def run_check(path: Path, console: Console) -> int:
         console.print("[yellow]note:[/] resources.gpu > 0 but no CUDA GPU here: measured on CPU")
     print_times(result, console)
     print_memory(result, console)
+    if result.boxes is not None:
+        print_box_stats(result.boxes, result.plan, console)
     return 0

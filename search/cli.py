@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     export = verbs.add_parser("export", help="write the best trial's training config")
     export.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
     export.add_argument("-o", "--output", type=Path, default=Path("best.yaml"), help="output YAML (default: best.yaml)")
+    export.add_argument(
+        "--pick",
+        help="choose by a rule instead of the best trial, e.g. 'min val/overkill_rate where val/miss_rate <= 0.02' "
+        "(from the Pareto front when the search had objectives)",
+    )
     return parser
 
 
@@ -104,7 +109,7 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> int:
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
     from search.export import export_best
 
-    path = export_best(args.result_dir, args.output)
+    path = export_best(args.result_dir, args.output, args.pick)
     console.print(f"wrote {path}; retrain with: python -m training train {path}")
     return EXIT_OK
 

@@ -1,46 +1,82 @@
-"""The best trial out as a plain training YAML that `python -m training train` accepts."""
+"""A trial out as a plain training YAML that `python -m training train` accepts: the search's best
+trial, or the one an `export --pick` rule chooses."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from search.layout import SUMMARY_FILE
+from search.pick import default_rule_text, parse_rule, pick_trial
 from search.summary import read_summary
+from training.calibration import THRESHOLD_METRIC
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError
 
 
-def header(summary: dict[str, Any]) -> str:
-    """Comment lines naming where the config came from and what it scored."""
-    best = summary["best"]
+def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:
+    """Comment lines naming where the config came from, which rule picked it and what it scored."""
     lines = [
-        f"best config of search '{summary['name']}' (space file {summary['space_file']})",
-        f"trial {best['trial_id']}, MLflow run {best['mlflow_run_id']} in {summary['tracking']['uri']}",
-        f"{summary['metric']} = {best['metrics'].get(summary['metric'])} ({summary['mode']}) after {best['epochs']} epochs",
-        "its metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(best["metrics"].items())),
-        "retrain: python -m training train <this file>",
+        f"config of search '{summary['name']}' (space file {summary['space_file']})",
+        f"picked by: {picked_by}",
+        f"trial {trial['trial_id']}, MLflow run {trial['mlflow_run_id']} in {summary['tracking']['uri']}",
+        f"{summary['metric']} = {trial['metrics'].get(summary['metric'])} ({summary['mode']}) after {trial['epochs']} epochs",
+        "its metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(trial["metrics"].items())),
     ]
+    threshold = trial["metrics"].get(f"val/{THRESHOLD_METRIC}")
+    if threshold is not None:
+        lines.append(
+            f"eval.decision_threshold = {threshold:.6g}: in deployment call an image defective when "
+            "1 - P(good) >= it (the validation threshold that met eval.target_miss_rate)"
+        )
+    lines.append("retrain: python -m training train <this file>")
     return "".join(f"# {line}\n" for line in lines)
 
 
+def exported_config(trial: dict[str, Any]) -> TrainConfig:
+    """The trial's training config, with its calibrated decision threshold (when it reported one)."""
+    config = copy.deepcopy(trial["config"])
+    threshold = trial["metrics"].get(f"val/{THRESHOLD_METRIC}")
+    if threshold is not None:
+        config.setdefault("eval", {})["decision_threshold"] = threshold
+    return validate_model(TrainConfig, config)
+
+
+def config_yaml(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:
+    body = yaml.safe_dump(exported_config(trial).model_dump(mode="json"), sort_keys=False)
+    return header(summary, trial, picked_by) + body
+
+
 def best_config_yaml(summary: dict[str, Any]) -> str:
-    config = validate_model(TrainConfig, summary["best"]["config"])
-    body = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    return header(summary) + body
+    """The search's best trial (best metric among feasible trials) as a training YAML."""
+    return config_yaml(summary, summary["best"], default_rule_text(summary))
 
 
-def export_best(result_dir: str | Path, output: str | Path) -> Path:
-    """Write the best trial's full training config to `output`."""
+def chosen_yaml(summary: dict[str, Any], pick: str | None) -> str:
+    """The YAML of the trial `pick` chooses, or of the best trial without a rule."""
+    if pick is None:
+        if summary.get("best") is None:
+            raise ConfigError(None, f"search '{summary['name']}' has no successful feasible trial to export")
+        return best_config_yaml(summary)
+    rule = parse_rule(pick)
+    trial, origin = pick_trial(summary, rule)
+    return config_yaml(summary, trial, f"--pick '{rule.text}' among {origin}")
+
+
+def export_best(result_dir: str | Path, output: str | Path, pick: str | None = None) -> Path:
+    """Write the chosen trial's full training config to `output`."""
     result_dir, output = Path(result_dir), Path(output)
     if not (result_dir / SUMMARY_FILE).is_file():
         raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", result_dir)
     summary = read_summary(result_dir)
-    if summary.get("best") is None:
-        raise ConfigError(None, f"search '{summary['name']}' has no successful trial to export", result_dir)
+    try:
+        text = chosen_yaml(summary, pick)
+    except ConfigError as exc:
+        raise exc.with_file(result_dir) if exc.key is None else exc from None
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(best_config_yaml(summary))
+    output.write_text(text)
     return output

@@ -25,7 +25,8 @@ from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, STATE_FILE, SUMMA
 from search.progress import Progress
 from search.spec import SearchPlan, load_plan
 from search.stopping import LossRules
-from search.summary import numeric_metrics, pick_best, print_summary, trial_status, write_summary
+from search.report.pareto import write_pareto
+from search.summary import is_feasible, numeric_metrics, pick_best, print_summary, trial_status, write_summary
 from search.tracking import TrialTracking
 from search.trainable import trial_config
 from search.tuner import (
@@ -182,6 +183,8 @@ def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: Tri
         "task": plan.base.task,
         "metric": settings.metric,
         "mode": settings.mode,
+        "objectives": [o.model_dump() for o in settings.objectives],
+        "constraints": [c.text for c in plan.constraints],
         "space_keys": list(plan.space),
         "max_epochs": plan.epochs,
         "started_at": state["started_at"],
@@ -202,12 +205,14 @@ def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: d
         trial_id = metrics.get("trial_id") or Path(result.path).name
         epochs = int(metrics.get("epoch", 0))
         config = trial_config(plan.base, plan.space, result.config).model_dump(mode="json")
+        status, numbers = trial_status(result.error, epochs, plan.epochs), numeric_metrics(metrics)
         trials.append(
             {
                 "trial_id": trial_id,
-                "status": trial_status(result.error, epochs, plan.epochs),
+                "status": status,
+                "feasible": is_feasible(status, numbers, plan.constraints),
                 "epochs": epochs,
-                "metrics": numeric_metrics(metrics),
+                "metrics": numbers,
                 "params": searched_values(plan)(result.config),
                 "config": {**config, "tracking": tracking},
                 "mlflow_run_id": journal.run_ids.get(trial_id),
@@ -231,7 +236,11 @@ def close_orphans(tracker: Tracker, journal: TrialJournal, summary: dict[str, An
 
 
 def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_dir: Path) -> None:
-    """Best trial's metrics and config onto the parent run, summary and best.yaml beside the results."""
+    """Best trial's metrics and config onto the parent run, summary and best.yaml beside the results
+    (and, for a multi-objective search, the Pareto front)."""
+    if summary["objectives"]:
+        for path in write_pareto(out_dir, summary):
+            tracker.log_artifact(parent, path)
     best = summary["best"]
     if best is not None:
         (out_dir / BEST_FILE).write_text(best_config_yaml(summary))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from search.constraints import Constraint, parse_constraint
 from search.space import Distribution, check_space, get_dotted, parse_space
 from training.config import Section, TrackingConfig, TrainConfig
 from training.config_file import read_yaml, suggestion, validate_model
@@ -16,14 +17,33 @@ from training.errors import ConfigError
 from training.tasks import get_task
 
 
+class Objective(Section):
+    """One objective of a multi-objective search."""
+
+    metric: str = Field(description="a metric the task reports")
+    mode: Literal["max", "min"] = Field(description="maximize or minimize it")
+
+
 class SearchSettings(Section):
     """What to optimize and how many trials to run."""
 
-    metric: str = Field("val/macro_f1", description="metric the search optimizes (must be one the task reports)")
+    metric: str = Field(
+        "val/macro_f1",
+        description="metric the search optimizes, and the one ASHA and the progress view use "
+        "(default with objectives: the first objective)",
+    )
     mode: Literal["max", "min"] = Field("max", description="maximize or minimize the metric")
+    objectives: list[Objective] = Field(
+        default_factory=list, description="multi-objective search: the metrics Optuna optimizes together"
+    )
+    sampler: Literal["tpe", "nsga2"] = Field("tpe", description="Optuna sampler: multivariate TPE or NSGA-II")
+    constraints: list[str] = Field(
+        default_factory=list,
+        description="'<metric> <op> <number>' (op <=, <, >=, >): a trial violating one is infeasible, never the best",
+    )
     num_samples: int = Field(8, ge=1, description="number of trials")
     max_concurrent: int = Field(2, ge=1, description="trials running at once")
-    seed: int = Field(0, description="seed of the Optuna TPE sampler")
+    seed: int = Field(0, description="seed of the Optuna sampler")
     baseline: list[dict[str, Any]] = Field(
         default_factory=list, description="known configs (dotted key -> value) evaluated first"
     )
@@ -31,6 +51,17 @@ class SearchSettings(Section):
     keep_checkpoints: int = Field(
         1, ge=1, description="checkpoints kept per trial: its best k by the metric (the latest is kept too, to resume)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_from_first_objective(cls, value: Any) -> Any:
+        """With objectives and no explicit metric, ASHA and the progress view follow the first objective."""
+        if not isinstance(value, dict) or "metric" in value or not value.get("objectives"):
+            return value
+        first = value["objectives"][0]
+        if not isinstance(first, dict) or "metric" not in first or first.get("mode") not in ("max", "min"):
+            return value  # the objective's own validation reports what is wrong with it
+        return {**value, "metric": first["metric"], "mode": value.get("mode", first["mode"])}
 
 
 class SchedulerSettings(Section):
@@ -99,6 +130,7 @@ class SearchPlan:
     base: TrainConfig
     space: dict[str, Distribution]
     baseline: list[dict[str, Any]]
+    constraints: list[Constraint] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -124,9 +156,31 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
 
 def _check_metrics(spec: SearchSpec, base: TrainConfig) -> None:
     known = get_task(base.task).metric_names(base)
-    for key, metric in (("search.metric", spec.search.metric), ("stop.metric", spec.stop.metric)):
+    # objectives first: search.metric may be a copy of the first one, and the error should name where it was written
+    named = [(f"search.objectives.{i}.metric", o.metric) for i, o in enumerate(spec.search.objectives)]
+    named += [("search.metric", spec.search.metric), ("stop.metric", spec.stop.metric)]
+    for key, metric in named:
         if metric not in known:
             raise ConfigError(key, f"task '{base.task}' does not report '{metric}'" + suggestion(metric, known))
+    seen = [o.metric for o in spec.search.objectives]
+    for i, metric in enumerate(seen):
+        if metric in seen[:i]:
+            raise ConfigError(f"search.objectives.{i}.metric", f"'{metric}' is already an objective")
+
+
+def _constraints(spec: SearchSpec, base: TrainConfig) -> list[Constraint]:
+    """search.constraints parsed, each on a metric the task reports."""
+    known = get_task(base.task).metric_names(base)
+    parsed = []
+    for i, text in enumerate(spec.search.constraints):
+        constraint = parse_constraint(text, f"search.constraints.{i}")
+        if constraint.metric not in known:
+            raise ConfigError(
+                f"search.constraints.{i}",
+                f"task '{base.task}' does not report '{constraint.metric}'" + suggestion(constraint.metric, known),
+            )
+        parsed.append(constraint)
+    return parsed
 
 
 def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distribution]) -> list[dict[str, Any]]:
@@ -161,7 +215,9 @@ def load_plan(path: str | Path) -> SearchPlan:
             raise ConfigError("space", "expected at least one searched key")
         check_space(base, space, task.check)
         _check_metrics(spec, base)
+        constraints = _constraints(spec, base)
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    return SearchPlan(path=path, spec=spec, name=spec.name or path.stem, base=base, space=space, baseline=baseline)
+    name = spec.name or path.stem
+    return SearchPlan(path, spec, name, base, space, baseline, constraints)

@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from search.console import format_value, short_key
-
+from search.constraints import Constraint, feasible
 from search.layout import SUMMARY_FILE
+from search.pareto import front_trials
 
 
 def trial_status(error: Any, epochs: int, max_epochs: int) -> str:
@@ -30,17 +31,39 @@ def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def is_feasible(status: str, metrics: dict[str, Any], constraints: list[Constraint]) -> bool:
+    """A trial that did not fail and whose last reported metrics meet every constraint."""
+    return status != "FAILED" and feasible(metrics, constraints)
+
+
 def pick_best(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
-    """The trial whose last reported `metric` is best; failed trials and missing values never win."""
+    """The trial whose last reported `metric` is best; failed and infeasible trials and missing
+    values never win."""
     sign = 1 if mode == "max" else -1
-    scored = [t for t in trials if t["status"] != "FAILED" and metric in t["metrics"]]
+    scored = [t for t in trials if t["status"] != "FAILED" and t.get("feasible", True) and metric in t["metrics"]]
     return max(scored, key=lambda t: sign * t["metrics"][metric], default=None)
 
 
 def ranked(trials: list[dict[str, Any]], metric: str, mode: str) -> list[dict[str, Any]]:
-    """Best first; failed trials last whatever they reported before failing."""
+    """Best first; infeasible trials after feasible ones, failed trials last whatever they reported."""
     sign = 1 if mode == "max" else -1
-    return sorted(trials, key=lambda t: (t["status"] == "FAILED", -sign * t["metrics"].get(metric, -sign * math.inf)))
+    return sorted(
+        trials,
+        key=lambda t: (t["status"] == "FAILED", not t.get("feasible", True), -sign * t["metrics"].get(metric, -sign * math.inf)),
+    )
+
+
+def print_front(summary: dict[str, Any], console: Console) -> None:
+    """One line per Pareto-front trial of a multi-objective search."""
+    objectives = summary.get("objectives") or []
+    if not objectives:
+        return
+    front = front_trials(summary["trials"], objectives)
+    names = ", ".join(f"{o['metric']} ({o['mode']})" for o in objectives)
+    console.print(f"Pareto front over {names}: {len(front)} feasible trials (pareto.csv, pareto.png)")
+    for trial in front:
+        values = "  ".join(f"{o['metric']}={format_value(trial['metrics'][o['metric']])}" for o in objectives)
+        console.print(f"  {trial['trial_id']}  {values}")
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
@@ -63,14 +86,17 @@ def mlflow_view_hint(uri: str) -> str:
 def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
     metric, mode = summary["metric"], summary["mode"]
     keys = list(summary["space_keys"])
+    constrained = bool(summary.get("constraints"))
     table = Table(title=f"top trials of '{summary['name']}' by {metric} ({mode})", title_justify="left")
-    for header in ["trial", "status", "epochs", *map(short_key, keys), metric]:
+    for header in ["trial", "status", "epochs", *map(short_key, keys), metric, *(["feasible"] if constrained else [])]:
         table.add_column(header)
     for trial in ranked(summary["trials"], metric, mode)[:top]:
         values = [format_value(trial["params"].get(k, "")) for k in keys]
         score = format_value(trial["metrics"].get(metric, float("nan")))
-        table.add_row(trial["trial_id"], trial["status"], str(trial["epochs"]), *values, score)
+        mark = ["yes" if trial.get("feasible", True) else "no"] if constrained else []
+        table.add_row(trial["trial_id"], trial["status"], str(trial["epochs"]), *values, score, *mark)
     console.print(table)
+    print_front(summary, console)
     counts = {s: sum(t["status"] == s for t in summary["trials"]) for s in ("DONE", "STOPPED", "FAILED")}
     console.print(
         f"{len(summary['trials'])} trials in {summary['duration_s']:.0f}s: {counts['DONE']} full, "
@@ -78,7 +104,7 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     )
     best = summary["best"]
     if best is None:
-        console.print("[red]no trial produced the metric[/]")
+        console.print("[red]no trial produced the metric" + (" and met the constraints" if constrained else "") + "[/]")
         return
     values = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
     console.print(f"best: {best['trial_id']} {metric}={format_value(best['metrics'][metric])} with {values}")

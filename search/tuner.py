@@ -1,4 +1,5 @@
-"""Ray Tune + OptunaSearch (seeded TPE) + ASHA + fractional resources + MLflow, for one plan."""
+"""Ray Tune + OptunaSearch (seeded TPE or NSGA-II, one or several objectives, constraints) + ASHA +
+fractional resources + MLflow, for one plan."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from search.constraints import Constraint
 from search.spec import SearchPlan
 from search.space import decode_trial, encode_point, optuna_space
 from training.tracking import flatten
@@ -37,7 +39,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from search.layout import TUNE_DIR  # noqa: E402
-from search.sampler import make_sampler  # noqa: E402
+from search.sampler import make_sampler, objectives  # noqa: E402
 from search.trainable import make_trainable, trial_config  # noqa: E402
 
 
@@ -112,17 +114,40 @@ def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> floa
     return 0.0
 
 
+class ConstrainedOptunaSearch(OptunaSearch):
+    """OptunaSearch that also tells the sampler, before each finished trial's values, how far the
+    trial's last result is past each constraint (Optuna's `Trial.set_constraint`: > 0 = infeasible).
+
+    Tune's OptunaSearch runs no objective function where a trial could set them itself; its state
+    (the Optuna trials and study) is pickled whole by `save`, so the constraints resume with it.
+    """
+
+    def __init__(self, *args, constraints: list[Constraint] | None = None, **kwargs):
+        self._constraints = list(constraints or [])
+        super().__init__(*args, **kwargs)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if result and ot_trial is not None and trial_id not in self._completed_trials:
+            for constraint in self._constraints:
+                ot_trial.set_constraint(constraint.text, constraint.violation(result))
+        super().on_trial_complete(trial_id, result, error)
+
+
 def build_searcher(plan: SearchPlan) -> OptunaSearch:
-    settings = plan.spec.search
+    """One metric and mode, or lists of them for a multi-objective search."""
+    metrics, modes = objectives(plan)
+    multi = bool(plan.spec.search.objectives)
     points = [encode_point(plan.space, point) for point in plan.baseline]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return OptunaSearch(
+        return ConstrainedOptunaSearch(
             space=optuna_space(plan.space),
-            metric=settings.metric,
-            mode=settings.mode,
+            metric=metrics if multi else metrics[0],
+            mode=modes if multi else modes[0],
             points_to_evaluate=points or None,
             sampler=make_sampler(plan),
+            constraints=plan.constraints,
         )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -38,6 +38,15 @@ class SyntheticData(Section):
         0.25, gt=0, le=1, description="rarest defect class count / commonest defect class count"
     )
     difficulty: float = Field(0.5, ge=0, le=1, description="0 = bold defects, 1 = faint, small ones")
+    max_defects: int = Field(3, ge=1, le=10, description="most defects on one defect image (1 to max, fewer more likely)")
+    mixed_defects: float = Field(
+        0.0, ge=0, le=1, description="chance that each extra defect on an image is of another defect class (detection)"
+    )
+    along_x: float = Field(
+        0.5, ge=0, le=1,
+        description="share of defects following the x axis (lines and rust run along it, chips flatten): "
+        "wide, flat boxes (h/w < 1); 0.5 = no preferred direction",
+    )
     seed: int = Field(0, description="seed of the generator: same seed, same images")
 
 
@@ -60,18 +69,44 @@ class CocoData(Section):
     )
 
 
+class CsvData(Section):
+    """Multi-label images listed in a Severstal-style CSV: ImageId, ClassId, EncodedPixels (RLE)."""
+
+    file: Path | None = Field(None, description="the CSV; a row with a non-empty RLE marks its class present")
+    images: Path | None = Field(
+        None, description="folder of the images; its images absent from the CSV are clean (no class)"
+    )
+    classes: list[str] | None = Field(
+        None, min_length=1, description="names of ClassId 1, 2, ...; none = class_<id> up to the largest ClassId"
+    )
+
+
 class DataConfig(Section):
     """Where images come from and how they are batched."""
 
-    kind: Literal["synthetic", "imagefolder", "coco"] = Field("synthetic", description="data source")
+    kind: Literal["synthetic", "imagefolder", "coco", "synthetic_multilabel", "csv"] = Field(
+        "synthetic", description="data source (synthetic_multilabel and csv: multi-label, for the multilabel task)"
+    )
     image_size: int = Field(64, ge=16, description="images are resized to image_size x image_size")
+    image_width: int | None = Field(
+        None, ge=16, description="multilabel task: resize to image_size (height) x image_width; none = square"
+    )
     batch_size: int = Field(32, ge=1, description="training batch size")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="share of images held out for validation")
     split_seed: int = Field(0, description="seed of the train/val split")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = in the trial process)")
+    class_weight_power: float = Field(
+        0.0, ge=0, le=1, description="loss class weights (1/freq)^power, mean 1 over samples; 0 = off, 0.5 = damped"
+    )
+    weighted_sampler: bool = Field(False, description="draw training images so that classes come near uniformly")
     synthetic: SyntheticData = Field(default_factory=SyntheticData)
     imagefolder: ImageFolderData = Field(default_factory=ImageFolderData)
     coco: CocoData = Field(default_factory=CocoData)
+    csv: CsvData = Field(default_factory=CsvData)
+
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) every image is resized to."""
+        return self.image_size, self.image_width or self.image_size
 
 
 class ModelConfig(Section):
@@ -80,6 +115,9 @@ class ModelConfig(Section):
     name: str = Field("resnet18", description="timm model name")
     pretrained: bool = Field(False, description="load pretrained weights (needs them in the local cache)")
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
+    drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth rate (timm drop_path_rate)")
+    freeze_stages: int = Field(0, ge=0, description="freeze the stem and the first N backbone stages (0 = none)")
+    attention: Literal["none", "cbam"] = Field("none", description="cbam = a CBAM block on the last feature map")
     detector: Literal["faster_rcnn", "retinanet"] = Field(
         "faster_rcnn", description="detection tasks: torchvision detector on an FPN over the `name` backbone"
     )
@@ -122,14 +160,25 @@ class LossConfig(Section):
 
     name: Literal["cross_entropy", "focal"] = Field("cross_entropy", description="loss function")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter (0 = cross-entropy)")
-    focal_alpha: float | None = Field(
-        None, gt=0, lt=1, description="focal weight of defect classes (good gets 1 - alpha); none = unweighted"
+    focal_alpha: float | Literal["auto"] | None = Field(
+        None,
+        description="focal weight of defect classes (good gets 1 - alpha); none = unweighted; "
+        "multilabel: weight of positives, auto = 1 - the class's frequency in the training split",
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     rpn: DetectionLossPart = Field(default_factory=DetectionLossPart, description="detection: RPN objectness loss")
     roi: DetectionLossPart = Field(
         default_factory=DetectionLossPart, description="detection: ROI classifier loss (RetinaNet: its head's focal loss)"
     )
+
+    @field_validator("focal_alpha", mode="before")
+    @classmethod
+    def _alpha_number_or_auto(cls, value: Any) -> Any:
+        # one error naming every accepted form, instead of one per member of the union
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is None or value == "auto" or (number and 0 < value < 1):
+            return value
+        raise ValueError(f"expected a number in (0, 1), 'auto' or none, got {value!r}")
 
 
 class AugmentConfig(Section):
@@ -153,6 +202,19 @@ class AugmentConfig(Section):
     posterize: int = Field(0, ge=0, le=7, description="max bits removed per channel by posterize")
     scale: float = Field(0.0, ge=0, le=0.5, description="max relative zoom in or out (box-aware for detection)")
     translate: float = Field(0.0, ge=0, le=0.5, description="max shift as a fraction of the image (box-aware)")
+    shear: float = Field(0.0, ge=0, le=45, description="max shear in degrees")
+    perspective: float = Field(0.0, ge=0, le=0.3, description="max perspective corner shift (fraction of the image)")
+    blur: float = Field(0.0, ge=0, le=5, description="max Gaussian blur sigma in pixels")
+    erasing: float = Field(0.0, ge=0, le=0.5, description="max erased area as a fraction of the image (random erasing)")
+    rrc_p: float = Field(0.0, ge=0, le=1, description="RandomResizedCrop probability")
+    rrc_scale_min: float = Field(0.5, gt=0, le=1, description="RandomResizedCrop: smallest crop area (fraction)")
+    rrc_ratio: float = Field(0.75, gt=0, le=1, description="RandomResizedCrop: aspect ratios in [ratio, 1/ratio]")
+    shrink_p: float = Field(0.0, ge=0, le=1, description="probability of scaling the image down and padding it back")
+    shrink_scale_min: float = Field(0.6, gt=0, le=1, description="scale-down-and-pad: smallest scale (up to 1)")
+    shrink_pad: Literal["constant", "reflect"] = Field("constant", description="scale-down-and-pad: border fill")
+    mixup_alpha: float = Field(0.0, ge=0, description="MixUp Beta(alpha, alpha) parameter (0 = off)")
+    cutmix_alpha: float = Field(0.0, ge=0, description="CutMix Beta(alpha, alpha) parameter (0 = off)")
+    mix_prob: float = Field(1.0, ge=0, le=1, description="probability a batch is mixed (MixUp or CutMix, 50/50)")
 
 
 class TrainLoopConfig(Section):
@@ -169,10 +231,19 @@ class EvalConfig(Section):
     """Evaluation settings."""
 
     good_class: str = Field("good", description="the defect-free class: miss and overkill rates count against it")
+    tta: list[Literal["hflip", "vflip"]] = Field(
+        default_factory=list, description="test-time augmentation: average softmax over the image and these flips"
+    )
     score_threshold: float = Field(
         0.5, gt=0, lt=1, description="detection: a box scoring above this counts for image-level miss/overkill"
     )
     iou_threshold: float = Field(0.5, gt=0, lt=1, description="detection: IoU at which a predicted box is correct")
+    target_miss_rate: float | None = Field(
+        None, ge=0, lt=1, description="calibrate P(defect) on validation to this miss rate; none = off"
+    )
+    decision_threshold: float | None = Field(
+        None, ge=0, le=1, description="deployment: defect when P(defect) = 1 - P(good) >= this; none = argmax"
+    )
 
 
 class PseudoThresholds(Section):
@@ -205,6 +276,27 @@ class TrackingConfig(Section):
     experiment: str = Field("defect-search", description="MLflow experiment name")
 
 
+class PhaseConfig(Section):
+    """One phase of a multi-phase fine-tuning run (e.g. general, then domain data at 10x lower LR)."""
+
+    epochs: int | None = Field(None, ge=1, description="epochs of this phase; none (last phase only) = the rest")
+    lr_factor: float = Field(1.0, gt=0, description="multiplies the scheduled learning rate during this phase")
+    freeze_stages: int | None = Field(None, ge=0, description="model.freeze_stages during this phase; none = keep it")
+    augment: dict[str, float] = Field(
+        default_factory=dict, description="augment keys overridden during this phase (e.g. {rotate: 0})"
+    )
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augment_keys(cls, overrides: dict[str, float]) -> dict[str, float]:
+        for key, value in overrides.items():
+            if key not in AugmentConfig.model_fields:
+                known = ", ".join(AugmentConfig.model_fields)
+                raise ValueError(f"unknown augment key '{key}'; expected one of: {known}")
+            AugmentConfig.model_validate({key: value})
+        return overrides
+
+
 class TrainConfig(Section):
     """A whole training run: what `python -m training train` reads and a search trial resolves to."""
 
@@ -217,5 +309,8 @@ class TrainConfig(Section):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainLoopConfig = Field(default_factory=TrainLoopConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    phases: list[PhaseConfig] = Field(
+        default_factory=list, description="fine-tuning phases run in order; empty = one phase of train.epochs"
+    )
     semi: SemiConfig = Field(default_factory=SemiConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
+from training.models import all_trainable
 from training.optim import create_optimizer, create_scheduler
+from training.phases import check_phases, phase_at
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import Task, create_task
 
@@ -51,10 +53,14 @@ def fit(
 ) -> dict[str, float]:
     """Train `cfg` for `cfg.train.epochs` epochs; returns the last epoch's metrics."""
     runtime = runtime or Runtime.from_config(cfg.train)
+    check_phases(cfg)
     runtime.apply()
     seed_everything(cfg.seed)
     task = create_task(cfg, runtime)
-    optimizer = create_optimizer(task.model, cfg.optim)
+    # a later phase may unfreeze stages: the optimizer holds every parameter (a frozen one has no
+    # gradient, so the optimizer skips it, weight decay included)
+    with all_trainable(task.model):
+        optimizer = create_optimizer(task.model, cfg.optim)
     scheduler = create_scheduler(optimizer, cfg.optim, cfg.train.epochs, len(task.train_loader))
     scaler = runtime.grad_scaler()
     start = 1
@@ -78,8 +84,9 @@ def fit(
         began = time.perf_counter()
         torch.manual_seed(epoch_seed_of(cfg.seed, epoch))
         task.start_epoch(epoch)
-        train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch)
-        metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": scheduler.get_last_lr()[0]}
+        lr_factor = phase_at(cfg, epoch).lr_factor
+        train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch, lr_factor)
+        metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": optimizer.param_groups[0]["lr"]}
         metrics["time/epoch_s"] = time.perf_counter() - began
         if on_epoch:
             on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e), task.epoch_extras()))
@@ -110,6 +117,13 @@ def training_step(
     return loss
 
 
+def scale_lr(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, factor: float) -> None:
+    """Set each group's LR to `factor` times the scheduled one. Our schedules compute the LR from the
+    step count, never from the optimizer's current LR, so the factor does not compound."""
+    for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr()):
+        group["lr"] = lr * factor
+
+
 def train_one_epoch(
     task: Task,
     optimizer: torch.optim.Optimizer,
@@ -117,13 +131,17 @@ def train_one_epoch(
     scaler: torch.amp.GradScaler,
     grad_clip: float | None,
     epoch: int,
+    lr_factor: float = 1.0,
 ) -> float:
-    """One pass over the training data; the mean loss. Raises NonFiniteLossError on divergence."""
+    """One pass over the training data, at `lr_factor` times the scheduled LR; the mean loss.
+    Raises NonFiniteLossError on divergence."""
     task.model.train()
     total, batches = 0.0, 0
+    scale_lr(optimizer, scheduler, lr_factor)
     for batch in task.train_loader:
         loss = training_step(task, batch, optimizer, scaler, grad_clip, f"epoch {epoch}, batch {batches + 1}")
         scheduler.step()
+        scale_lr(optimizer, scheduler, lr_factor)
         total += loss.item()
         batches += 1
     mean = total / max(batches, 1)

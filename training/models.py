@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 from pathlib import Path
+from typing import Iterator
 
 import timm
 import torch
 from torch import nn
 
+from timm.models import group_parameters
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from training.attention import ATTENTION, WithAttention
 from training.config import ModelConfig
 from training.config_file import suggestion
 from training.errors import ConfigError
@@ -62,7 +69,89 @@ def check_pretrained(cfg: ModelConfig) -> None:
 
 
 def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
-    """A timm classifier with `num_classes` outputs."""
+    """A timm classifier with `num_classes` outputs, its attention block and its first stages frozen."""
     check_model_name(cfg.name)
     check_pretrained(cfg)
-    return timm.create_model(cfg.name, pretrained=cfg.pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate)
+    # drop_path_rate only when asked: not every timm architecture takes the argument
+    extra = {"drop_path_rate": cfg.drop_path_rate} if cfg.drop_path_rate else {}
+    model = timm.create_model(
+        cfg.name, pretrained=cfg.pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate, **extra
+    )
+    if cfg.attention != "none":
+        model = WithAttention(model, ATTENTION[cfg.attention](model.num_features))
+    set_frozen_stages(model, cfg.freeze_stages)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def _stages_of(name: str) -> int:
+    with torch.device("meta"):  # no memory, no init: only the module structure is needed
+        return stage_count(timm.create_model(name, num_classes=2))
+
+
+def _too_many_stages(model_name: str, has: int, stages: int) -> ConfigError:
+    return ConfigError("model.freeze_stages", f"'{model_name}' has {has} stages, got {stages}")
+
+
+def check_freeze_stages(name: str, stages: int) -> None:
+    """Raise a ConfigError when timm model `name` has fewer than `stages` stages."""
+    if stages > _stages_of(name):
+        raise _too_many_stages(name, _stages_of(name), stages)
+
+
+def backbone_of(model: nn.Module) -> nn.Module:
+    """The timm model inside an attention wrapper (or the model itself)."""
+    return model.backbone if isinstance(model, WithAttention) else model
+
+
+def stage_of_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameter name (within the timm model) -> group: 0 = stem, 1..k = stages, k + 1 = head, from
+    timm's coarse `group_matcher` (the grouping timm uses for layer-wise LR decay)."""
+    return group_parameters(model, model.group_matcher(coarse=True), reverse=True)
+
+
+def stage_count(model: nn.Module) -> int:
+    """Backbone stages between the stem and the head."""
+    return max(stage_of_parameters(backbone_of(model)).values()) - 1
+
+
+@contextlib.contextmanager
+def all_trainable(model: nn.Module) -> Iterator[None]:
+    """Every parameter requires grad inside the block; the flags are restored after it."""
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    for param, _ in flags:
+        param.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
+def _keep_eval(module: nn.Module, args: tuple) -> None:
+    module.train(False)
+
+
+def _frozen_parameters(backbone: nn.Module, stages: int) -> set[str]:
+    groups = stage_of_parameters(backbone)
+    if stages > max(groups.values()) - 1:
+        raise _too_many_stages(type(backbone).__name__, max(groups.values()) - 1, stages)
+    return {name for name, group in groups.items() if group <= stages}
+
+
+def set_frozen_stages(model: nn.Module, stages: int) -> None:
+    """Freeze the stem and the first `stages` stages (no grad; their BatchNorm stays in eval mode, so
+    its running statistics do not move) and unfreeze the rest; 0 unfreezes everything."""
+    backbone = backbone_of(model)
+    frozen = _frozen_parameters(backbone, stages) if stages else set()
+    for name, param in backbone.named_parameters():
+        param.requires_grad_(name not in frozen)
+    for name, module in backbone.named_modules():
+        if isinstance(module, _BatchNorm):
+            hook = getattr(module, "_freeze_hook", None)
+            if hook is not None:
+                hook.remove()
+                module._freeze_hook = None
+            if f"{name}.weight" in frozen:
+                # model.train() would put it back in training mode every epoch: re-assert eval per forward
+                module._freeze_hook = module.register_forward_pre_hook(_keep_eval)

@@ -13,6 +13,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from training.figures import histogram_figure, is_histogram
+
 MAX_PARAM_LENGTH = 6000
 
 
@@ -87,9 +89,14 @@ class Tracker:
         self.client.log_artifact(run_id, str(path))
 
     def log_extras(self, run_id: str, extras: dict[str, Any], epoch: int) -> None:
-        """A task's per-epoch extras (`Task.epoch_extras`) as `extras/epoch_NNN.json`."""
+        """A task's per-epoch extras (`Task.epoch_extras`) as `extras/epoch_NNN.json`; each entry shaped
+        like a histogram ({"bins", "counts"}) also as a plot, `extras/<name>_epoch_NNN.png`."""
         if extras:
             self.client.log_dict(run_id, extras, f"extras/epoch_{epoch:03d}.json")
+        for name, value in extras.items():
+            if is_histogram(value):
+                figure = histogram_figure(name, value, epoch)
+                self.client.log_figure(run_id, figure, f"extras/{name}_epoch_{epoch:03d}.png")
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

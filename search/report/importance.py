@@ -11,6 +11,7 @@ from rich.console import Console
 
 from search.report.inputs import Search, finished, fits_space
 from search.report.output import ReportDir, console_table, save_figure, write_csv
+from search.space import encode_point, optuna_space
 
 MIN_IMPORTANCE_TRIALS = 2
 
@@ -35,9 +36,9 @@ def rebuild_study(search: Search, trials: list[dict[str, Any]]):
     import optuna
 
     study = optuna.create_study(direction="maximize" if search.mode == "max" else "minimize")
-    distributions = {key: dist.to_optuna() for key, dist in search.space.items()}
+    distributions = optuna_space(search.space)
     for trial in trials:
-        params = {key: dist.encode(trial["params"][key]) for key, dist in search.space.items()}
+        params = encode_point(search.space, {key: trial["params"][key] for key in search.space})
         value = trial["metrics"][search.metric]
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
     return study
@@ -80,7 +81,7 @@ def write_importance(search: Search, out: ReportDir, console: Console) -> None:
         console.print(note)
         return
     with quiet_optuna():
-        importances, evaluator = param_importances(rebuild_study(search, trials), list(search.space))
+        importances, evaluator = param_importances(rebuild_study(search, trials), list(search.axes))
     headers, rows = ["param", "importance", "evaluator"], [[k, v, evaluator] for k, v in importances.items()]
     write_csv(out.path("importance.csv", "parameter importance (CSV)"), headers, rows)
     figure = importance_figure(importances, evaluator, search.metric)

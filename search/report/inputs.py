@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import SPACE_FILE, SUMMARY_FILE
-from search.space import Distribution, parse_space
+from search.space import Distribution, parse_space, searched_parts, split_point
 from search.summary import read_summary
 from training.config_file import read_yaml
 from training.errors import ConfigError
@@ -40,6 +40,17 @@ class Search:
     @property
     def best(self) -> dict[str, Any] | None:
         return self.summary.get("best")
+
+    @property
+    def axes(self) -> dict[str, Distribution]:
+        """One 1-D distribution per sampled parameter (a geometric ratio set: its min, max, count)."""
+        return searched_parts(self.space)
+
+    def axis_values(self, trial: dict[str, Any]) -> dict[str, Any]:
+        """A trial's values on `axes`, for the searched keys whose value lies in the space."""
+        params = trial["params"]
+        inside = {k: v for k, v in params.items() if k in self.space and self.space[k].contains(v)}
+        return split_point(self.space, inside)
 
 
 def load_search(result_dir: Path) -> Search:

@@ -27,20 +27,26 @@ def leaderboard_metrics(search: Search) -> list[str]:
 
 
 def leaderboard_trials(search: Search, top: int) -> list[dict[str, Any]]:
-    """Best first by the metric and mode; failed trials after all others."""
+    """Best first by the metric and mode; infeasible trials after feasible ones, failed trials last."""
     order = ranked(search.trials, search.metric, search.mode)
     return sorted(order, key=lambda t: t["status"] == "FAILED")[:top]
 
 
 def leaderboard_rows(search: Search, top: int) -> tuple[list[str], list[list[Any]]]:
+    """One row per trial; a `feasible` column (yes/no) when the search had constraints."""
     keys, metrics = list(search.summary["space_keys"]), leaderboard_metrics(search)
-    headers = ["rank", "trial", "status", "epochs", *keys, *metrics]
+    constrained = bool(search.summary.get("constraints"))
+    headers = ["rank", "trial", "status", *(["feasible"] if constrained else []), "epochs", *keys, *metrics]
     rows = [
-        [rank, t["trial_id"], status_text(t), t["epochs"], *(t["params"].get(k, "") for k in keys),
-         *(t["metrics"].get(m, "") for m in metrics)]
+        [rank, t["trial_id"], status_text(t), *([feasible_text(t)] if constrained else []), t["epochs"],
+         *(t["params"].get(k, "") for k in keys), *(t["metrics"].get(m, "") for m in metrics)]
         for rank, t in enumerate(leaderboard_trials(search, top), start=1)
     ]
     return headers, rows
+
+
+def feasible_text(trial: dict[str, Any]) -> str:
+    return "yes" if trial.get("feasible", True) else "no"
 
 
 def write_leaderboard(search: Search, out: ReportDir, console: Console, top: int) -> None:

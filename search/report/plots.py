@@ -72,13 +72,14 @@ def set_param_axis(ax, dist: Distribution) -> None:
 
 
 def param_figure(search: Search, key: str, dist: Distribution) -> Figure:
+    """The metric against one axis (a searched key, or one part of a geometric ratio set)."""
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
-    trials = [t for t in finished(search) if key in t["params"] and dist.contains(t["params"][key])]
+    trials = [(t, values[key]) for t in finished(search) if key in (values := search.axis_values(t))]
     for status, marker, label in (("DONE", "o", "full budget"), ("STOPPED", "v", "stopped early")):
-        chosen = [t for t in trials if t["status"] == status]
-        xs = [axis_position(dist, t["params"][key]) for t in chosen]
-        ax.scatter(xs, [t["metrics"][search.metric] for t in chosen], marker=marker, label=label)
+        chosen = [(t, value) for t, value in trials if t["status"] == status]
+        xs = [axis_position(dist, value) for _, value in chosen]
+        ax.scatter(xs, [t["metrics"][search.metric] for t, _ in chosen], marker=marker, label=label)
     set_param_axis(ax, dist)
     ax.set(xlabel=key, ylabel=f"last {search.metric}", title=f"{search.metric} vs {key}")
     ax.legend(fontsize=8)
@@ -95,7 +96,8 @@ def normalized(dist: Distribution, value: Any) -> float:
 
 
 def parallel_figure(search: Search) -> Figure:
-    fig = Figure(figsize=(max(6, 2 * len(search.space) + 2), 5))
+    axes = search.axes
+    fig = Figure(figsize=(max(6, 2 * len(axes) + 2), 5))
     ax = fig.add_subplot()
     trials = [t for t in finished(search) if fits_space(t, search.space)]
     scores = [t["metrics"][search.metric] for t in trials]
@@ -103,9 +105,10 @@ def parallel_figure(search: Search) -> Figure:
     cmap = matplotlib.colormaps["viridis"]
     for trial, score in zip(trials, scores):
         shade = (score - lo) / (hi - lo) if hi > lo else 0.5
-        ys = [normalized(dist, trial["params"][key]) for key, dist in search.space.items()] + [shade]
+        values = search.axis_values(trial)
+        ys = [normalized(dist, values[key]) for key, dist in axes.items()] + [shade]
         ax.plot(range(len(ys)), ys, color=cmap(shade), alpha=0.8)
-    labels = [*search.space, search.metric]
+    labels = [*axes, search.metric]
     ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right")
     for x in range(len(labels)):
         ax.axvline(x, color="grey", linewidth=0.5)
@@ -117,6 +120,6 @@ def parallel_figure(search: Search) -> Figure:
 
 def write_plots(search: Search, out: ReportDir) -> None:
     save_figure(per_epoch_figure(search), out.path("metric_per_epoch.png", f"{search.metric} per epoch, every trial"))
-    for key, dist in search.space.items():
+    for key, dist in search.axes.items():
         save_figure(param_figure(search, key, dist), out.path(f"metric_vs_{key}.png", f"{search.metric} vs {key}"))
     save_figure(parallel_figure(search), out.path("parallel_coordinates.png", "searched values and metric, per trial"))

@@ -10,9 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from rich.console import Console
 
-from search.check import CheckResult, Measurement, check_space_file, print_memory, sample_configs
+from search.check import (
+    CheckResult,
+    Measurement,
+    check_space_file,
+    plan_box_stats,
+    print_box_stats,
+    print_memory,
+    sample_configs,
+)
+from search.space import GeometricSet, parse_space
 from search.spec import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,6 +82,18 @@ def test_sample_configs_same_seed_same_samples(minimal_space, write_space):
     assert sample_configs(first) == sample_configs(second)
     # and another seed samples others
     assert sample_configs(other) != sample_configs(first)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_sample_configs_multi_objective_samples_like_the_search(minimal_space, write_space, sampler):
+    minimal_space["space"] = WIDE_SPACE
+    objectives = [{"metric": "val/miss_rate", "mode": "min"}, {"metric": "val/overkill_rate", "mode": "min"}]
+    minimal_space["search"] = {"objectives": objectives, "sampler": sampler}
+    plan = load_plan(write_space(minimal_space))
+    samples = sample_configs(plan)
+    # a two-objective plan with either sampler still shows three configs inside the space
+    assert len(samples) == 3
+    assert all(plan.space[key].contains(value) for sample in samples for key, value in sample.items())
 
 
 # ---------------------------------------------------------------- measuring
@@ -142,3 +164,55 @@ def test_check_cli_quickstart_space_passes():
     assert result.returncode == 0, result.stderr[-2000:]
     # its baseline is the first sampled config
     assert "#1 baseline" in result.stdout
+
+
+# ---------------------------------------------------------------- box statistics (detection)
+
+DETECTION_SPACE = {
+    "task": "detection",
+    "data": {
+        "kind": "synthetic",
+        "image_size": 64,
+        "batch_size": 2,
+        "synthetic": {"count": 24, "seed": 0, "max_defects": 3, "mixed_defects": 0.3, "along_x": 0.9},
+    },
+    "base": {"model": {"name": "resnet10t", "anchor_sizes": [8, 16, 32], "anchor_ratios": [1.0]}},
+    "space": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    "search": {"metric": "val/mAP50"},
+    "scheduler": {"name": "asha", "max_epochs": 2},
+}
+
+
+def test_plan_box_stats_only_for_detection_data(minimal_space, write_space):
+    # a classification search has no box section
+    assert plan_box_stats(load_plan(write_space(minimal_space))) is None
+    stats = plan_box_stats(load_plan(write_space(DETECTION_SPACE, "det.yaml")))
+    # a detection search measures every box of its data with the base config's anchors
+    assert stats is not None and stats.anchor_ratios == [1.0] and stats.anchor_sizes == [8, 16, 32]
+    assert stats.count > 24 * 0.6  # most images carry one or more defects
+
+
+def test_print_box_stats_prints_ratios_sizes_coverage_and_a_pastable_range(write_space):
+    space = {**DETECTION_SPACE, "space": {"model.anchor_ratios": {"choice": [[1.0], [0.5, 1.0, 2.0]]}}}
+    plan = load_plan(write_space(space, "det.yaml"))
+    out = io.StringIO()
+    print_box_stats(plan_box_stats(plan), plan, Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    # per-class aspect ratios, the histogram, the sizes and the anchor coverage are all there
+    for part in ("box aspect ratios (h/w)", "median h/w", "h/w histogram", "scratch", "box size sqrt(area)", "anchor coverage:"):
+        assert part in text, part
+    # anchor_ratios is searched: the coverage is said to be for the base value
+    assert "model.anchor_ratios is searched" in text
+    # the suggestion is a space entry that parses as a geometric ratio set
+    line = next(line.strip() for line in text.splitlines() if line.strip().startswith("model.anchor_ratios: {geometric"))
+    entry = yaml.safe_load(line)
+    assert isinstance(parse_space(entry)["model.anchor_ratios"], GeometricSet)
+
+
+def test_check_cli_detection_space_prints_the_box_section(write_space):
+    result = cli("check", str(write_space(DETECTION_SPACE, "det.yaml")))
+    # a detection space checks cleanly and, besides the timings, prints the box statistics
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "time per epoch: ~" in result.stdout and "box statistics:" in result.stdout
+    # with only square anchors, the flat defect boxes are poorly covered: the share is printed
+    assert "of boxes have no anchor with IoU >= 0.5" in result.stdout

@@ -320,3 +320,45 @@ def test_importance_with_a_constant_metric_says_so_instead_of_equal_shares(tmp_p
     # a metric that never varied says nothing about the parameters: no importance file, a note instead
     assert not (out / "importance.csv").exists()
     assert "is the same in all 5 finished trials" in (out / "README.md").read_text()
+
+
+def test_report_splits_a_geometric_ratio_set_into_its_parts(tmp_path, tracker):
+    from search.space import geometric_values
+
+    space = copy.deepcopy(SPACE)
+    space["space"] = {
+        "optim.lr": {"loguniform": [1.0e-4, 3.0e-2]},
+        "model.anchor_ratios": {"geometric": {"min": [0.2, 0.5], "max": 2.0, "count": [3, 6]}},
+    }
+    space["search"]["baseline"] = []
+    trials = [
+        (f"g{i}", "DONE", {"optim.lr": lr, "model.anchor_ratios": geometric_values(first, 2.0, n)}, [score])
+        for i, (lr, first, n, score) in enumerate([(0.001, 0.2, 3, 0.4), (0.003, 0.3, 5, 0.7), (0.01, 0.45, 6, 0.5), (0.002, 0.25, 4, 0.6)])
+    ]
+    out = write_report(make_search(tmp_path / "ratios", tracker, space=space, trials=trials), quiet_console(), top=10)
+    # importance is per sampled parameter: the set's searched min and count, not one opaque list
+    rows = read_rows(out / "importance.csv")
+    assert sorted(r["param"] for r in rows) == ["model.anchor_ratios.count", "model.anchor_ratios.min", "optim.lr"]
+    # and each part gets its own metric plot (the fixed max gets none)
+    assert is_png(out / "metric_vs_model.anchor_ratios.min.png") and is_png(out / "metric_vs_model.anchor_ratios.count.png")
+    assert not (out / "metric_vs_model.anchor_ratios.max.png").exists()
+    assert is_png(out / "parallel_coordinates.png")
+
+
+def test_leaderboard_with_constraints_shows_feasibility_and_ranks_infeasible_after_feasible(tmp_path):
+    from search.report.inputs import Search
+    from search.report.leaderboard import leaderboard_rows
+
+    records = [make_trial(*t) for t in TRIALS]
+    for record in records:
+        record["feasible"] = record["status"] != "FAILED" and record["trial_id"] != "t1"  # t1 violates a constraint
+    summary = {"name": "c", "metric": METRIC, "mode": "max", "space_keys": list(SPACE["space"]), "trials": records,
+               "constraints": ["val/accuracy <= 0.75"]}
+    headers, rows = leaderboard_rows(Search(tmp_path, summary, SPACE, {}), top=10)
+    # a constrained search gets a feasible column, and the infeasible t1 ranks after every feasible trial
+    column = headers.index("feasible")
+    assert [(r[1], r[column]) for r in rows] == [
+        ("t5", "yes"), ("t2", "yes"), ("t4", "yes"), ("t3", "yes"), ("t1", "no"), ("t6", "no")
+    ]
+    # and the search's best is the best feasible trial
+    assert pick_best(records, METRIC, "max")["trial_id"] == "t5"

@@ -284,3 +284,168 @@ def test_choice_baseline_equal_list_encodes_to_an_offered_choice():
 def test_range_contains_refuses_bools(dist):
     # `true` in a baseline is not a number in a range (bounds refuse bools too)
     assert not dist.contains(True)
+
+
+PHASED = {"train": {"epochs": 4}, "phases": [{"epochs": 1}, {"lr_factor": 0.1}]}
+
+
+@pytest.mark.parametrize(
+    "key,value,read",
+    [
+        ("phases.1.lr_factor", 0.3, lambda c: c.phases[1].lr_factor),
+        ("phases.0.epochs", 2, lambda c: c.phases[0].epochs),
+        ("phases.0.augment.rotate", 15.0, lambda c: c.phases[0].augment["rotate"]),
+    ],
+)
+def test_dotted_keys_index_list_items(key, value, read):
+    from search.space import check_dotted_key, get_dotted
+
+    base = TrainConfig.model_validate(PHASED)
+    # a numeric part of a dotted key names a list item: the key is a valid training config key
+    check_dotted_key(key, f"space.{key}")
+    merged = apply_values(base, {key: value})
+    # and the value lands in that item only
+    assert read(merged) == value and get_dotted(merged.model_dump(), key) == value
+    assert merged.phases[1 - int(key.split(".")[1])] == base.phases[1 - int(key.split(".")[1])]
+
+
+@pytest.mark.parametrize(
+    "key,fragment",
+    [("phases.x.lr_factor", "expected an item number"), ("phases.0.lr_facto", "did you mean 'phases.0.lr_factor'")],
+)
+def test_check_dotted_key_refuses_bad_list_keys(key, fragment):
+    from search.space import check_dotted_key
+
+    with pytest.raises(ConfigError) as info:
+        check_dotted_key(key, f"space.{key}")
+    # a non-numeric item or an unknown field inside an item is named in the error
+    assert fragment in info.value.message
+
+
+def test_apply_values_refuses_a_list_item_that_does_not_exist():
+    with pytest.raises(ConfigError) as info:
+        apply_values(TrainConfig.model_validate(PHASED), {"phases.2.lr_factor": 0.5})
+    # the base config has 2 phases: item 2 is an error naming the key, not an IndexError
+    assert info.value.key == "phases.2.lr_factor" and "list of 2" in info.value.message
+
+
+# --- geometric ratio sets: several Optuna parameters assembled into one list --------------------
+
+GEOMETRIC = {"geometric": {"min": [0.2, 0.5], "max": [1.0, 3.0], "count": [3, 7]}}
+
+
+@pytest.mark.parametrize(
+    "first, last, count, expected",
+    [
+        (0.2, 2.0, 5, [0.2, 0.356, 0.632, 1.125, 2.0]),
+        (0.25, 4.0, 3, [0.25, 1.0, 4.0]),
+        (0.5, 2.0, 2, [0.5, 2.0]),
+    ],
+)
+def test_geometric_values_expand_to_a_rounded_geometric_sequence(first, last, count, expected):
+    from search.space import geometric_values
+
+    # count values from first to last, a constant ratio between neighbours, rounded to 3 decimals
+    assert geometric_values(first, last, count) == expected
+
+
+def test_geometric_set_is_one_optuna_parameter_per_searched_part():
+    from search.space import GeometricSet
+
+    space = parse_space({"model.anchor_ratios": {"geometric": {"min": [0.2, 0.5], "max": 2.0, "count": [3, 7]}}})
+    dist = space["model.anchor_ratios"]
+    # min and max are log-uniform ranges, count an int range; a fixed number stays a number
+    assert dist == GeometricSet(LogUniform(0.2, 0.5), 2.0, IntRange(3, 7))
+    # only the searched parts become Optuna parameters, named <key>.<part>
+    assert optuna_space(space) == {
+        "model.anchor_ratios.min": od.FloatDistribution(0.2, 0.5, log=True),
+        "model.anchor_ratios.count": od.IntDistribution(3, 7),
+    }
+    # and decoding assembles them (with the fixed max) into the list
+    params = {"model.anchor_ratios.min": 0.25, "model.anchor_ratios.count": 3}
+    assert decode_trial(space, params) == {"model.anchor_ratios": [0.25, 0.707, 2.0]}
+
+
+def test_geometric_set_round_trips_through_optuna_into_the_config(quiet_optuna):
+    space = parse_space({"model.anchor_ratios": GEOMETRIC, "optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}})
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    for _ in range(12):
+        trial = study.ask(optuna_space(space))
+        values = decode_trial(space, trial.params)
+        ratios = values["model.anchor_ratios"]
+        # the sampled min, max and count become a list of count ratios from min to max
+        assert len(ratios) == trial.params["model.anchor_ratios.count"]
+        assert ratios[0] == round(trial.params["model.anchor_ratios.min"], 3)
+        assert ratios[-1] == round(trial.params["model.anchor_ratios.max"], 3)
+        # the list lies in the space, and re-encoding it gives back the same list (baselines, resume)
+        assert space["model.anchor_ratios"].contains(ratios)
+        assert decode_trial(space, encode_point(space, values)) == values
+        # and it lands in the training config as the anchor ratios
+        assert apply_values(TrainConfig(), values).model.anchor_ratios == ratios
+        study.tell(trial, len(ratios))
+
+
+@pytest.mark.parametrize(
+    "value, inside",
+    [
+        ([0.2, 0.356, 0.632, 1.125, 2.0], True),
+        ([0.2, 0.36, 0.63, 1.12, 2.0], True),  # written with 2 decimals: still that set
+        ([0.2, 0.35, 0.5, 1.0, 2.0], False),  # the team's set is not geometric
+        ([0.1, 0.316, 1.0], False),  # min below its range
+        ([0.2, 0.283, 0.4, 0.566, 0.8, 1.131, 1.6, 2.263], False),  # 8 ratios: count above its range
+        ([0.5, 1.0, 2.0], True),
+        ("0.5,1,2", False),
+    ],
+)
+def test_geometric_set_contains_only_lists_it_can_produce(value, inside):
+    dist = parse_distribution("model.anchor_ratios", GEOMETRIC)
+    # a baseline list is accepted only when the set can produce it
+    assert dist.contains(value) is inside
+
+
+def test_geometric_set_baseline_and_probes_pass_load_plan(minimal_space, write_space):
+    from search.spec import load_plan
+
+    minimal_space["space"] = {"model.anchor_ratios": GEOMETRIC}
+    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.25, 1.0, 4.0]}]}
+    with pytest.raises(ConfigError) as info:
+        load_plan(write_space(minimal_space))
+    # 4.0 is past max's range: the baseline is refused on its key
+    assert info.value.key == "search.baseline.0.model.anchor_ratios"
+    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.25, 0.5, 1.0]}]}
+    plan = load_plan(write_space(minimal_space))
+    # a geometric baseline is accepted and enqueued as the set's parameters
+    assert encode_point(plan.space, plan.baseline[0]) == {
+        "model.anchor_ratios.min": 0.25, "model.anchor_ratios.max": 1.0, "model.anchor_ratios.count": 3,
+    }
+
+
+def test_choice_of_ratio_lists_passes_load_plan(minimal_space, write_space):
+    from search.spec import load_plan
+
+    minimal_space["space"] = {"model.anchor_ratios": {"choice": [[0.5, 1, 2], [0.2, 0.35, 0.5, 1, 2]]}}
+    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.2, 0.35, 0.5, 1.0, 2.0]}]}
+    plan = load_plan(write_space(minimal_space))
+    # a plain choice over lists works for a list key, baseline included
+    assert decode_trial(plan.space, encode_point(plan.space, plan.baseline[0])) == plan.baseline[0]
+
+
+@pytest.mark.parametrize(
+    "raw, key, fragment",
+    [
+        ({"min": 0.2, "max": 2.0, "count": 5}, "space.k.geometric", "all fixed"),
+        ({"min": [0.2, 0.5], "max": [0.4, 2.0], "count": 4}, "space.k.geometric", "must stay below max"),
+        ({"min": [0.2, 0.5], "max": 2.0, "count": [1, 4]}, "space.k.geometric.count", "at least 2"),
+        ({"min": [0.2, 0.5], "max": 2.0, "count": [3.5, 4]}, "space.k.geometric.count", "two integers"),
+        ({"min": [0, 0.5], "max": 2.0, "count": 4}, "space.k.geometric.min", "lo > 0"),
+        ({"min": -1, "max": [1, 2.0], "count": 4}, "space.k.geometric.min", "> 0"),
+        ({"min": [0.2, 0.5], "max": 2.0}, "space.k.geometric.count", "required"),
+        ({"min": [0.2, 0.5], "max": 2.0, "count": 4, "step": 2}, "space.k.geometric.step", "unknown key"),
+        ([0.2, 2.0, 4], "space.k.geometric", "expected a mapping"),
+    ],
+)
+def test_geometric_set_errors_name_the_part(raw, key, fragment):
+    with pytest.raises(ConfigError) as info:
+        parse_space({"k": {"geometric": raw}})
+    # each mistake is reported on the part's key with what was expected
+    assert info.value.key == key and fragment in info.value.message, str(info.value)

@@ -127,6 +127,24 @@ def test_load_plan_baseline_left_out_keys_take_the_base_value(minimal_space, wri
     assert plan.baseline == [{"optim.lr": 2.0e-3, "optim.name": "sgd"}]
 
 
+def test_load_plan_objectives_set_the_default_metric_and_parse_constraints(minimal_space, write_space):
+    minimal_space["search"] = {
+        "objectives": [{"metric": "val/miss_rate", "mode": "min"}, {"metric": "val/overkill_rate", "mode": "min"}],
+        "sampler": "nsga2",
+        "constraints": ["val/miss_rate <= 0.02", "val/accuracy>.5"],
+    }
+    plan = load_plan(write_space(minimal_space))
+    # without an explicit metric, ASHA's metric and mode are the first objective's
+    assert (plan.spec.search.metric, plan.spec.search.mode) == ("val/miss_rate", "min")
+    # constraints are parsed into metric, operator and bound (spaces optional)
+    assert [(c.metric, c.op, c.bound) for c in plan.constraints] == [("val/miss_rate", "<=", 0.02), ("val/accuracy", ">", 0.5)]
+
+    minimal_space["search"]["metric"] = "val/macro_f1"
+    # an explicit metric stays the one ASHA uses, with its own mode (default max)
+    plan = load_plan(write_space(minimal_space))
+    assert (plan.spec.search.metric, plan.spec.search.mode) == ("val/macro_f1", "max")
+
+
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("spaces/*.yaml")), ids=lambda p: p.name)
 def test_load_plan_shipped_space_files_are_valid(path):
     # every example space file in spaces/ passes the checks
@@ -211,6 +229,43 @@ ERRORS = [
         "search.baseline.0.optim.lr",
         "(the base value; give one in the baseline) is outside the searched range",
         id="baseline-base-value-outside-range",
+    ),
+    pytest.param(
+        {"search": {"objectives": [{"metric": "val/miss_rat", "mode": "min"}, {"metric": "val/overkill_rate", "mode": "min"}]}},
+        "search.objectives.0.metric",
+        "does not report 'val/miss_rat'; did you mean 'val/miss_rate'?",
+        id="first-objective-metric-not-reported",
+    ),
+    pytest.param(
+        {"search": {"objectives": [{"metric": "val/miss_rate", "mode": "lower"}]}},
+        "search.objectives.0.mode",
+        "'max' or 'min'",
+        id="objective-mode-not-min-max",
+    ),
+    pytest.param(
+        {"search": {"objectives": [{"metric": "val/miss_rate", "mode": "min"}, {"metric": "val/miss_rate", "mode": "max"}]}},
+        "search.objectives.1.metric",
+        "already an objective",
+        id="objective-twice",
+    ),
+    pytest.param({"search": {"sampler": "cmaes"}}, "search.sampler", "'tpe' or 'nsga2'", id="sampler-unknown"),
+    pytest.param(
+        {"search": {"constraints": ["val/miss_rate <= 0.02", "val/miss_rate == 0.02"]}},
+        "search.constraints.1",
+        "expected '<metric> <op> <number>' with op one of <=, >=, <, >",
+        id="constraint-bad-operator",
+    ),
+    pytest.param(
+        {"search": {"constraints": ["val/miss_rate <= __import__('os')"]}},
+        "search.constraints.0",
+        "expected '<metric> <op> <number>'",
+        id="constraint-not-a-number-is-not-evaluated",
+    ),
+    pytest.param(
+        {"search": {"constraints": ["val/mis_rate < 0.1"]}},
+        "search.constraints.0",
+        "does not report 'val/mis_rate'; did you mean 'val/miss_rate'?",
+        id="constraint-metric-not-reported",
     ),
 ]
 

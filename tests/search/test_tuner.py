@@ -79,3 +79,39 @@ def test_ray_temp_dir_under_results_when_short_enough():
     assert ray_temp_dir(Path("/r")) == "/r/ray"
     # a path too long for Ray's Unix sockets falls back to Ray's default
     assert ray_temp_dir(Path("/" + "x" * 60)) is None
+
+
+MULTI_OBJECTIVE = {
+    "objectives": [{"metric": "val/miss_rate", "mode": "min"}, {"metric": "val/overkill_rate", "mode": "min"}],
+    "constraints": ["val/miss_rate <= 0.1"],
+    "num_samples": 8,
+}
+
+
+@pytest.mark.parametrize(("sampler", "cls"), [("tpe", "TPESampler"), ("nsga2", "NSGAIISampler")])
+def test_build_searcher_multi_objective_gets_metric_and_mode_lists(minimal_space, write_space, sampler, cls):
+    minimal_space["search"] = {**MULTI_OBJECTIVE, "sampler": sampler}
+    searcher = build_searcher(load_plan(write_space(minimal_space)))
+    # Optuna optimizes every objective, each in its own direction, with the sampler the file names
+    assert searcher.metric == ["val/miss_rate", "val/overkill_rate"] and searcher.mode == ["min", "min"]
+    assert len(searcher._ot_study.directions) == 2
+    assert type(searcher._sampler).__name__ == cls
+
+
+@pytest.mark.parametrize(
+    ("result", "infeasible"),
+    [
+        ({"val/miss_rate": 0.05, "val/overkill_rate": 0.3}, False),
+        ({"val/miss_rate": 0.25, "val/overkill_rate": 0.1}, True),
+        ({"val/miss_rate": float("nan"), "val/overkill_rate": 0.1}, True),
+    ],
+)
+def test_constrained_searcher_tells_optuna_which_trials_violate(minimal_space, write_space, result, infeasible):
+    minimal_space["search"] = MULTI_OBJECTIVE
+    searcher = build_searcher(load_plan(write_space(minimal_space)))
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", result={**result, "epoch": 2})
+    frozen = searcher._ot_study.trials[0]
+    # the finished Optuna trial carries the constraint: > 0 (infeasible) exactly when it is violated
+    assert list(frozen.constraints) == ["val/miss_rate <= 0.1"]
+    assert (frozen.constraints["val/miss_rate <= 0.1"] > 0) == infeasible

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.augment import AUGMENTS, MEAN, STD, augment_transforms, normalize_batch, train_transform
+from training.augment import AUGMENTS, MEAN, STD, SETTINGS, augment_transforms, normalize_batch, train_transform
 from training.config import AugmentConfig
 
 # a magnitude per knob that visibly changes a textured image when the transform fires
@@ -23,8 +23,21 @@ MAGNITUDES = {
     "sharpness": 1.0,
     "clahe": 4.0,
     "coarse_dropout": 0.3,
+    "rrc_p": 1.0,
+    "shrink_p": 1.0,
+    "scale": 0.3,
+    "translate": 0.2,
+    "shear": 20.0,
+    "perspective": 0.2,
+    "blur": 2.0,
+    "erasing": 0.3,
+    "autocontrast": 1.0,
+    "equalize": 1.0,
+    "posterize": 3,
 }
 FLIPS = {"hflip", "vflip"}
+# knobs whose magnitude is their own firing probability (cfg.p does not apply)
+PROBABILITY_KNOBS = FLIPS | {"rrc_p", "shrink_p", "autocontrast", "equalize"}
 
 
 def _image(seed: int, size: int = 32) -> np.ndarray:
@@ -33,7 +46,7 @@ def _image(seed: int, size: int = 32) -> np.ndarray:
 
 
 def test_augment_knobs_match_config_fields():
-    knobs = set(AugmentConfig.model_fields) - {"p"}
+    knobs = set(AugmentConfig.model_fields) - SETTINGS
     # every magnitude in the config has a builder and every builder a config knob
     assert set(AUGMENTS) == knobs
     # and this test's magnitude table covers them all
@@ -62,7 +75,7 @@ def test_train_transform_nonzero_magnitude_changes_image(knob):
     assert not np.array_equal(out, image)
 
 
-@pytest.mark.parametrize("knob", sorted(set(MAGNITUDES) - FLIPS))
+@pytest.mark.parametrize("knob", sorted(set(MAGNITUDES) - PROBABILITY_KNOBS))
 def test_train_transform_p_zero_disables_magnitude_transforms(knob):
     cfg = AugmentConfig(p=0.0, **{knob: MAGNITUDES[knob]})
     image = _image(3)
@@ -107,3 +120,26 @@ def test_normalize_batch_imagenet_statistics_by_hand():
     )
     # a black pixel maps to -mean / std
     assert out[0, :, 0, 0].tolist() == pytest.approx([-m / s for m, s in zip(MEAN, STD)], rel=1e-5)
+
+
+@pytest.mark.parametrize("pad", ["constant", "reflect"])
+def test_shrink_and_pad_keeps_a_scaled_copy_inside_the_image(pad):
+    image = np.full((32, 32, 3), 200, np.uint8)
+    cfg = AugmentConfig(shrink_p=1.0, shrink_scale_min=0.5, shrink_pad=pad)
+    out = train_transform(cfg, seed=1)(image=image.copy())["image"]
+    # the size is kept
+    assert out.shape == image.shape
+    if pad == "constant":
+        # constant padding adds black borders around the scaled-down (still uniform) image
+        assert (out == 0).any() and (out == 200).any()
+    else:
+        # reflect padding mirrors the image itself: a uniform image stays uniform
+        assert np.array_equal(out, image)
+
+
+def test_resized_crop_scale_one_ratio_one_is_identity():
+    image = _image(4)
+    cfg = AugmentConfig(rrc_p=1.0, rrc_scale_min=1.0, rrc_ratio=1.0)
+    out = train_transform(cfg, seed=0)(image=image.copy())["image"]
+    # a crop of the whole image at its own aspect ratio, resized to its own size, is the image
+    assert np.array_equal(out, image)

@@ -99,7 +99,7 @@ def test_read_yaml_empty_file_is_empty_mapping(tmp_path):
         ("optim: {lrr: 1}\n", "optim.lrr", "did you mean 'lr'?"),
         ("optimm: {lr: 1}\n", "optimm", "did you mean 'optim'?"),
         ("data: {imagefolder: {rooot: x}}\n", "data.imagefolder.rooot", "did you mean 'root'?"),
-        ("zzzz: 1\n", "zzzz", "expected one of: augment, data, eval, loss, model, optim, seed, task, tracking, train"),
+        ("zzzz: 1\n", "zzzz", "expected one of: augment, data, eval, loss, model, optim, phases, seed, semi, task, tracking, train"),
     ],
     ids=["nested", "top-level", "deeply-nested", "no-close-match"],
 )
@@ -120,7 +120,7 @@ def test_load_config_unknown_key_suggests_closest(tmp_path, text, key, hint):
     [
         ("optim:\n  lr: -1\n", "optim.lr", "input should be greater than 0 (got -1)"),
         ("optim: {name: adam}\n", "optim.name", "input should be 'adamw' or 'sgd' (got 'adam')"),
-        ("loss: {focal_alpha: 2}\n", "loss.focal_alpha", "input should be less than 1 (got 2)"),
+        ("loss: {focal_alpha: 2}\n", "loss.focal_alpha", "expected a number in (0, 1), 'auto' or none, got 2"),
         ("optim: 5\n", "optim", "input should be a valid dictionary or instance of OptimConfig (got 5)"),
     ],
     ids=["below-bound", "not-a-choice", "above-bound", "section-not-mapping"],
@@ -214,7 +214,7 @@ def test_cli_train_bad_config_exits_2_with_one_error_line(tmp_path):
         (
             {"c.yaml": "task: detect\n"},
             ["train", "c.yaml"],
-            "error: c.yaml: task: unknown task 'detect'; expected one of: classification",
+            "error: c.yaml: task: unknown task 'detect'; did you mean 'detection'?",
         ),
     ],
     ids=["missing-file", "bad-value", "bad-epochs-flag", "unknown-task"],
@@ -243,7 +243,7 @@ def test_cli_main_user_errors_return_2_with_one_line(tmp_path, monkeypatch, caps
         (
             "zzzz: 1\n",
             "error: bad.yaml: zzzz: unknown key; "
-            "expected one of: augment, data, eval, loss, model, optim, seed, task, tracking, train",
+            "expected one of: augment, data, eval, loss, model, optim, phases, seed, semi, task, tracking, train",
         ),
         (
             "model: {name: resnet10tt}\n",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -234,3 +236,62 @@ def test_generate_cached_arrays_are_shared_and_read_only():
     # while each call gets its own lists
     first.images.pop()
     assert len(second.images) == cfg.count
+
+
+# --- detection-style data: several mixed defects, flat boxes ------------------------------------
+
+DETECTION = dict(count=240, max_defects=4, mixed_defects=0.4, along_x=0.9)
+
+
+def _height_over_width(data, label: int) -> np.ndarray:
+    width, height = _box_sides(data, label).T
+    return height / width
+
+
+def test_generate_detection_config_is_deterministic():
+    cfg = SyntheticData(**DETECTION, seed=5)
+    first, second = _fresh(cfg), _fresh(cfg)
+    # the detection knobs keep the generator deterministic: same seed, same images and boxes
+    assert all(np.array_equal(a, b) for a, b in zip(first.images, second.images))
+    assert all(np.array_equal(a, b) for a, b in zip(first.box_labels, second.box_labels))
+    assert all(np.array_equal(a, b) for a, b in zip(first.boxes, second.boxes))
+
+
+def test_generate_mixed_defects_put_several_classes_on_one_image():
+    cfg = SyntheticData(**DETECTION)
+    data = generate(cfg, SIZE)
+    good = good_index(cfg.classes)
+    defect_images = [(label, classes) for label, classes in zip(data.labels, data.box_labels) if label != good]
+    # several defects per image, up to max_defects
+    assert max(len(classes) for _, classes in defect_images) == cfg.max_defects
+    # some images carry defects of more than one class, never the good class
+    assert sum(len(set(classes)) > 1 for _, classes in defect_images) >= 10
+    assert all(good not in classes for _, classes in defect_images)
+    # the image label is the class of its first box, so stratified splits still work
+    assert all(classes[0] == label for label, classes in defect_images)
+    # good images still have no boxes at all
+    assert all(len(b) == 0 for b, label in zip(data.boxes, data.labels) if label == good)
+
+
+def test_generate_along_x_makes_narrow_classes_flat():
+    cfg = SyntheticData(**DETECTION)
+    data = generate(cfg, 64)
+    for name in ("scratch", "crack", "rust"):
+        # elongated classes following x have flat boxes: median h/w well below 1, like the seed's defects
+        assert np.median(_height_over_width(data, cfg.classes.index(name))) < 0.6, name
+    # chips flatten too, but stay stubbier than the line-like classes
+    assert np.median(_height_over_width(data, cfg.classes.index("chip"))) < 0.9
+
+
+def test_generate_default_direction_has_no_preference():
+    data = generate(SyntheticData(count=400), 64)
+    ratios = _height_over_width(data, SyntheticData().classes.index("scratch"))
+    # along_x 0.5 (the default) keeps scratches running either way: both flat and tall boxes are common
+    assert 0.3 < np.mean(ratios < 1) < 0.7
+
+
+def test_generate_detection_set_is_fast():
+    began = time.process_time()  # CPU time, so a busy machine does not fail the test
+    _fresh(SyntheticData(count=300, max_defects=4, mixed_defects=0.4, along_x=0.9), 128)
+    # a few hundred detection images generate well within a test's budget (about 0.3 s on one core)
+    assert time.process_time() - began < 3.0

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from training.config import DataConfig
-from training.data import imagefolder, synthetic
+from training.data import coco, csv_rle, imagefolder, synthetic, synthetic_multilabel
 from training.data.samples import Splits
 from training.data.split import stratified_split
 
@@ -16,6 +16,7 @@ class DataKind:
     class_names: Callable[[DataConfig], list[str]]
     check: Callable[[DataConfig], None]
     load: Callable[[DataConfig], Splits]
+    multilabel: bool = False  # labels are an (n, classes) 0/1 array instead of one class index each
 
 
 def _load_synthetic(cfg: DataConfig) -> Splits:
@@ -31,11 +32,24 @@ DATA_KINDS: dict[str, DataKind] = {
     "imagefolder": DataKind(
         class_names=imagefolder.class_names, check=imagefolder.check, load=imagefolder.load
     ),
+    "coco": DataKind(class_names=coco.class_names, check=coco.check, load=coco.load),
+    "synthetic_multilabel": DataKind(
+        class_names=lambda cfg: synthetic_multilabel.defect_classes(cfg.synthetic),
+        check=lambda cfg: None,
+        load=synthetic_multilabel.load,
+        multilabel=True,
+    ),
+    "csv": DataKind(class_names=csv_rle.class_names, check=csv_rle.check, load=csv_rle.load, multilabel=True),
 }
 
 
 def class_names(cfg: DataConfig) -> list[str]:
     return DATA_KINDS[cfg.kind].class_names(cfg)
+
+
+def is_multilabel(cfg: DataConfig) -> bool:
+    """Whether the data kind labels each image with a set of classes (the multilabel task's data)."""
+    return DATA_KINDS[cfg.kind].multilabel
 
 
 def check_data(cfg: DataConfig) -> None:

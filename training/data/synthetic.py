@@ -9,7 +9,12 @@ Design:
 - Defects come from `DEFECT_STYLES`, a registry from style name to drawer. A drawer renders its
   shape's coverage into a patch just around the shape, shades the image there and returns the tight
   box of that coverage. Unknown defect names get a tinted generic style picked by class index.
-- `difficulty` maps to one `_Look` (contrast, size, stroke width, clutter) read by all drawers.
+- `difficulty` maps to one `_Look` (contrast, size, stroke width, clutter) read by all drawers;
+  `along_x` adds the preferred direction of elongated defects (detection wants flat, h/w < 1 boxes).
+- A defect image's label is the class of its first defect; with `mixed_defects` > 0 the extra defects
+  may be of other defect classes (detection), drawn by the class frequencies.
+- Knobs at their defaults draw nothing extra from the generator, so classification data stays
+  byte-identical to what it was before they existed.
 - Results are cached per (config, size): callers share read-only arrays.
 """
 
@@ -34,7 +39,8 @@ GOOD = "good"
 _SHIFT = 4
 # a pixel belongs to a defect's footprint (and its box) once the defect's coverage reaches this.
 _FOOTPRINT = 0.25
-# a defect image carries 1, 2 or 3 defects with these probabilities.
+# a defect image carries 1, 2 or 3 defects with these weights; further counts (max_defects > 3)
+# halve the weight each step.
 _DEFECTS_PER_IMAGE = (0.55, 0.3, 0.15)
 _RUST = np.array([165.0, 84.0, 38.0], np.float32)
 # surfaces are built about this many pixels at a time: vectorised, yet cache- and memory-friendly.
@@ -51,6 +57,7 @@ class _Look:
     scale: float  # defect size relative to the bold size
     thickness: int  # stroke width in pixels
     clutter: float  # 0..1: how many and how strong the benign look-alikes are
+    along_x: float = 0.5  # share of elongated defects that run along x (flat boxes)
 
     @property
     def contrast(self) -> float:
@@ -106,35 +113,65 @@ def _split(total: int, shares: np.ndarray) -> np.ndarray:
 def _generate_cached(cfg_json: str, image_size: int) -> ImageSet:
     cfg = SyntheticData.model_validate_json(cfg_json)
     rng = np.random.default_rng(cfg.seed % 2**64)  # negative seeds are valid config values
-    labels = rng.permutation(np.repeat(np.arange(len(cfg.classes)), class_counts(cfg))).astype(np.int64)
-    n_defects = rng.choice(len(_DEFECTS_PER_IMAGE), size=len(labels), p=_DEFECTS_PER_IMAGE) + 1
+    counts = class_counts(cfg)
+    labels = rng.permutation(np.repeat(np.arange(len(cfg.classes)), counts)).astype(np.int64)
+    weights = _defect_count_weights(cfg.max_defects)
+    n_defects = rng.choice(len(weights), size=len(labels), p=weights) + 1
+    box_labels = _defect_classes(rng, cfg, labels, n_defects, counts)
     class_drawers = [_drawer(cfg.classes, i) for i in range(len(cfg.classes))]
-    drawers = [class_drawers[label] for label in labels]
-    pixels, boxes = _render(rng, drawers, n_defects, image_size, _look(cfg.difficulty, image_size))
-    box_labels = [np.full(len(b), label, np.int64) for b, label in zip(boxes, labels)]
+    look = _look(cfg.difficulty, image_size, cfg.along_x)
+    pixels, boxes = _render(rng, class_drawers, box_labels, image_size, look)
     _read_only([pixels, labels, *boxes, *box_labels])
     return ImageSet(list(pixels), labels, boxes, box_labels)
 
 
+def _defect_count_weights(max_defects: int) -> np.ndarray:
+    """Probabilities of 1..max_defects defects on a defect image (the default 3 keeps the old table)."""
+    tail = [_DEFECTS_PER_IMAGE[-1] * 0.5**k for k in range(1, max_defects - len(_DEFECTS_PER_IMAGE) + 1)]
+    weights = np.array([*_DEFECTS_PER_IMAGE, *tail][:max_defects])
+    return weights / weights.sum()
+
+
+def _defect_classes(
+    rng: np.random.Generator, cfg: SyntheticData, labels: np.ndarray, n_defects: np.ndarray, counts: np.ndarray
+) -> list[np.ndarray]:
+    """Each image's int64 defect classes: none for a good image, its own class first, then (with
+    `mixed_defects`) some extra defects of another defect class, drawn by the class frequencies."""
+    good = good_index(cfg.classes)
+    n = np.where(labels == good, 0, n_defects) if good is not None else n_defects
+    classes = [np.full(k, label, np.int64) for k, label in zip(n, labels)]
+    defects = np.array([i for i in range(len(cfg.classes)) if i != good])
+    if cfg.mixed_defects == 0 or len(defects) < 2:  # no draws: the default stays byte-identical
+        return classes
+    others = rng.choice(defects, size=int(n.sum()), p=counts[defects] / counts[defects].sum())
+    switch = rng.random(int(n.sum())) < cfg.mixed_defects
+    start = 0
+    for image_classes in classes:
+        extra = slice(start + 1, start + len(image_classes))
+        image_classes[1:] = np.where(switch[extra], others[extra], image_classes[1:])
+        start += len(image_classes)
+    return classes
+
+
 def _render(
-    rng: np.random.Generator, drawers: list[Drawer | None], n_defects: np.ndarray, size: int, look: _Look
+    rng: np.random.Generator, class_drawers: list[Drawer | None], box_labels: list[np.ndarray], size: int, look: _Look
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """All images as one uint8 (n, H, W, 3) array, and each image's float32 (k, 4) boxes."""
-    pixels = np.empty((len(drawers), size, size, 3), np.uint8)
+    pixels = np.empty((len(box_labels), size, size, 3), np.uint8)
     boxes = []
     step = max(1, _CHUNK_PIXELS // size**2)
-    for start in range(0, len(drawers), step):
-        chunk = _surfaces(rng, min(step, len(drawers) - start), size, look)
-        for image, drawer, k in zip(chunk, drawers[start:], n_defects[start:]):
-            boxes.append(_draw_on(image, rng, look, drawer, k))
+    for start in range(0, len(box_labels), step):
+        chunk = _surfaces(rng, min(step, len(box_labels) - start), size, look)
+        for image, classes in zip(chunk, box_labels[start:]):
+            boxes.append(_draw_on(image, rng, look, [class_drawers[c] for c in classes]))
         np.clip(chunk + 0.5, 0, 255, out=pixels[start : start + len(chunk)], casting="unsafe")
     return pixels, boxes
 
 
-def _draw_on(image: np.ndarray, rng: np.random.Generator, look: _Look, drawer: Drawer | None, k: int) -> np.ndarray:
-    """The per-image strokes on a surface: faint marks, then `k` defects unless the image is good."""
+def _draw_on(image: np.ndarray, rng: np.random.Generator, look: _Look, drawers: list[Drawer]) -> np.ndarray:
+    """The per-image strokes on a surface: faint marks, then one defect per drawer (none if good)."""
     _add_faint_marks(image, rng, look)
-    boxes = [drawer(image, rng, look) for _ in range(k)] if drawer else []
+    boxes = [drawer(image, rng, look) for drawer in drawers]
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
@@ -144,13 +181,14 @@ def _read_only(arrays: list[np.ndarray]) -> None:
         array.setflags(write=False)
 
 
-def _look(difficulty: float, image_size: int) -> _Look:
+def _look(difficulty: float, image_size: int, along_x: float = 0.5) -> _Look:
     return _Look(
         # faster fade at the bold end: the middle of the range is already a hard, non-trivial task
         strength=0.2 + 0.8 * (1.0 - difficulty) ** 2,
         scale=1.0 - 0.5 * difficulty,
         thickness=max(1, round(image_size / 40 * (1.0 - 0.5 * difficulty))),
         clutter=difficulty,
+        along_x=along_x,
     )
 
 
@@ -325,12 +363,12 @@ def _filled(points: np.ndarray, size: int, pad: float) -> _Alpha:
     return _alpha(canvas, origin)
 
 
-def _blob(rng: np.random.Generator, size: int, length: float, n_parts: int) -> _Alpha:
+def _blob(rng: np.random.Generator, size: int, length: float, n_parts: int, along_x: float = 0.5) -> _Alpha:
     """Soft union of a few overlapping ellipses strung along a line: irregular, elongated, blurred."""
     # parts sized to their spacing so that neighbours overlap into one patch, not a row of spots
     semi_major = length / (n_parts + 1) * rng.uniform(0.9, 1.3, n_parts)
     axes = np.maximum(1.0, np.stack([semi_major, semi_major * rng.uniform(0.3, 0.5, n_parts)], axis=1))
-    centres, angle = _blob_parts(rng, max(0.0, length - 2 * semi_major.mean()), n_parts)
+    centres, angle = _blob_parts(rng, max(0.0, length - 2 * semi_major.mean()), n_parts, along_x)
     centres = _place(rng, centres, size, margin=axes.max())
     blur = max(0.6, 0.3 * axes[:, 1].mean())
     canvas, origin = _canvas(centres, size, pad=axes.max() + 3 * blur)
@@ -352,10 +390,11 @@ def _dots(rng: np.random.Generator, size: int, spread: float) -> _Alpha:
 # --- geometry ----------------------------------------------------------------------------------
 
 
-def _axis_angle(rng: np.random.Generator, spread: float = 0.6) -> float:
-    """A random angle within `spread` radians of an image axis: elongated defects follow the
-    part's edges and machining direction more often than not, which also keeps their boxes narrow."""
-    return (rng.random() < 0.5) * math.pi / 2 + _uniform(rng, -spread, spread)
+def _axis_angle(rng: np.random.Generator, spread: float = 0.6, along_x: float = 0.5) -> float:
+    """A random angle within `spread` radians of an image axis (x with probability `along_x`):
+    elongated defects follow the part's edges and machining direction more often than not, which
+    also keeps their boxes narrow."""
+    return (rng.random() < 1.0 - along_x) * math.pi / 2 + _uniform(rng, -spread, spread)
 
 
 def _place(rng: np.random.Generator, points: np.ndarray, size: int, margin: float = 1.0) -> np.ndarray:
@@ -371,16 +410,18 @@ def _bowed_line(length: float, angle: float, bow: float) -> np.ndarray:
     return _LINE_T * length * np.array([cos, sin]) + (1 - 4 * _LINE_T**2) * bow * length * np.array([-sin, cos])
 
 
-def _walk(rng: np.random.Generator, length: float, step: float) -> np.ndarray:
+def _walk(rng: np.random.Generator, length: float, step: float, along_x: float = 0.5) -> np.ndarray:
     """A jagged random walk that keeps a main heading: the path of a crack."""
-    turns = _axis_angle(rng) + rng.uniform(-0.75, 0.75, max(2, round(length / step)))
+    turns = _axis_angle(rng, along_x=along_x) + rng.uniform(-0.75, 0.75, max(2, round(length / step)))
     steps = step * np.stack([np.cos(turns), np.sin(turns)], axis=1)
     return np.cumsum(np.vstack([np.zeros((1, 2)), steps]), axis=0)
 
 
-def _blob_parts(rng: np.random.Generator, length: float, n_parts: int) -> tuple[np.ndarray, float]:
+def _blob_parts(
+    rng: np.random.Generator, length: float, n_parts: int, along_x: float = 0.5
+) -> tuple[np.ndarray, float]:
     """Centres strung along a line of `length` (around the origin), and the line's angle in degrees."""
-    angle = _axis_angle(rng, spread=0.3)
+    angle = _axis_angle(rng, spread=0.3, along_x=along_x)
     # evenly strung, then jittered: clustered parts would make a round blob, not a streak
     along = (np.linspace(-0.5, 0.5, n_parts) + rng.uniform(-0.1, 0.1, n_parts))[:, None] * length
     centres = along * np.array([math.cos(angle), math.sin(angle)]) + rng.normal(0, 0.03 * length, (n_parts, 2))
@@ -436,7 +477,7 @@ def _draw_scratch(image: np.ndarray, rng: np.random.Generator, look: _Look) -> l
     """Thin, long, straight or slightly curved; bright (fresh metal) or dark (debris)."""
     size = image.shape[0]
     length = size * look.scale * _uniform(rng, 0.4, 0.7)
-    points = _bowed_line(length, _axis_angle(rng), bow=_uniform(rng, -0.08, 0.08))
+    points = _bowed_line(length, _axis_angle(rng, along_x=look.along_x), bow=_uniform(rng, -0.08, 0.08))
     alpha = _stroke(_place(rng, points, size), size, look.thickness)
     _shade(image, alpha, _sign(rng) * _contrast(rng, look))
     return alpha.box()
@@ -445,7 +486,7 @@ def _draw_scratch(image: np.ndarray, rng: np.random.Generator, look: _Look) -> l
 def _draw_crack(image: np.ndarray, rng: np.random.Generator, look: _Look) -> list[int]:
     """A thin, dark, jagged polyline."""
     size = image.shape[0]
-    points = _walk(rng, size * look.scale * _uniform(rng, 0.35, 0.6), step=max(1.5, size * 0.06))
+    points = _walk(rng, size * look.scale * _uniform(rng, 0.35, 0.6), max(1.5, size * 0.06), look.along_x)
     alpha = _stroke(_place(rng, points, size), size, look.thickness)
     _shade(image, alpha, -1.1 * _contrast(rng, look))
     return alpha.box()
@@ -454,7 +495,7 @@ def _draw_crack(image: np.ndarray, rng: np.random.Generator, look: _Look) -> lis
 def _draw_rust(image: np.ndarray, rng: np.random.Generator, look: _Look) -> list[int]:
     """An orange-brown, mottled, elongated blotch: a colour shift more than a brightness one."""
     size = image.shape[0]
-    alpha = _blob(rng, size, size * look.scale * _uniform(rng, 0.35, 0.6), n_parts=int(rng.integers(2, 5)))
+    alpha = _blob(rng, size, size * look.scale * _uniform(rng, 0.35, 0.6), int(rng.integers(2, 5)), look.along_x)
     mottled = alpha._replace(values=alpha.values * (0.7 + 0.3 * rng.random(alpha.values.shape, np.float32)))
     strength = min(0.95, 0.9 * look.strength * _uniform(rng, 0.8, 1.2))
     _tint_toward(image, mottled, _RUST * _uniform(rng, 0.75, 1.15), strength)
@@ -464,7 +505,10 @@ def _draw_rust(image: np.ndarray, rng: np.random.Generator, look: _Look) -> list
 def _draw_chip(image: np.ndarray, rng: np.random.Generator, look: _Look) -> list[int]:
     """A small dark pit with a lighter rim of raised metal, usually close to an edge."""
     size = image.shape[0]
-    outline = _place(rng, _polygon(rng, max(1.5, size * look.scale * _uniform(rng, 0.05, 0.09))), size)
+    outline = _polygon(rng, max(1.5, size * look.scale * _uniform(rng, 0.05, 0.09)))
+    # a knock along the machining direction flattens the pit: half height when every defect follows x
+    outline[:, 1] *= 1.0 - max(0.0, look.along_x - 0.5)
+    outline = _place(rng, outline, size)
     if rng.random() < 0.65:  # edges take the knocks
         outline = _against_border(rng, outline, size)
     rim = _stroke(outline, size, 1, closed=True)

@@ -34,5 +34,9 @@ def create_task(cfg: TrainConfig, runtime: Runtime) -> Task:
 
 # Tasks register themselves on import.
 from training.tasks import classification  # noqa: E402,F401
+from training.tasks import multilabel  # noqa: E402,F401
+from training.tasks import detection  # noqa: E402,F401
+from training.tasks import semi_detection  # noqa: E402,F401
+from training.tasks import probe  # noqa: E402,F401
 
 __all__ = ["TASKS", "Task", "create_task", "get_task", "register_task"]

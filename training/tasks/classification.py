@@ -2,76 +2,68 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import Sampler
 
-from training.augment import normalize_batch, train_transform
+from training.calibration import CALIBRATION_METRICS, calibration_metrics
 from training.config import TrainConfig
-from training.data import check_data, class_names, load_splits
+from training.data import class_names, is_multilabel, load_splits
 from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
-from training.losses import create_loss
+from training.imbalance import balanced_sampler, class_weights
+from training.losses import create_loss, defect_alpha
 from training.metrics import classification_metric_names, classification_metrics
-from training.models import check_model_name, check_pretrained, create_model
+from training.mix import mix_batch, mix_enabled
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
-from training.tasks.base import Task
+from training.tasks.image import ImageTask
+from training.tta import tta_logits
 
 
 @register_task("classification")
-class ClassificationTask(Task):
-    def __init__(self, cfg: TrainConfig, runtime: Runtime):
-        super().__init__(cfg, runtime)
-        splits = load_splits(cfg.data)
-        self.class_names = splits.class_names
-        size = cfg.data.image_size
-        self.augment = train_transform(cfg.augment, cfg.seed)
-        self.shuffle_generator = torch.Generator()
-        self.train_loader = self._loader(ClassificationDataset(splits.train, size, self.augment), shuffle=True)
-        self.val_loader = self._loader(ClassificationDataset(splits.val, size), shuffle=False)
-        self.model = create_model(cfg.model, len(self.class_names)).to(runtime.device)
-        if runtime.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.criterion = create_loss(cfg.loss, self.class_names, cfg.eval.good_class).to(runtime.device)
+class ClassificationTask(ImageTask):
+    dataset_class = ClassificationDataset
 
-    def _loader(self, dataset: ClassificationDataset, shuffle: bool) -> DataLoader:
-        data = self.cfg.data
-        return DataLoader(
-            dataset,
-            batch_size=data.batch_size if shuffle else max(data.batch_size, 64),
-            shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > data.batch_size,
-            num_workers=data.num_workers,
-            persistent_workers=data.num_workers > 0,
-            pin_memory=self.runtime.device.type == "cuda",
-            generator=self.shuffle_generator if shuffle else None,
-        )
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
+        self.mix_rng = np.random.default_rng(cfg.seed)
+        splits = load_splits(cfg.data)
+        super().__init__(cfg, runtime, splits)
+        weights = class_weights(splits.train.labels, len(self.class_names), cfg.data.class_weight_power)
+        self.criterion = create_loss(cfg.loss, self.class_names, cfg.eval.good_class, weights).to(runtime.device)
+
+    def train_sampler(self, dataset: ClassificationDataset) -> Sampler | None:
+        if not self.cfg.data.weighted_sampler:
+            return None
+        return balanced_sampler(dataset.images.labels, self.shuffle_generator)
 
     def start_epoch(self, epoch: int) -> None:
-        epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
-        self.shuffle_generator.manual_seed(epoch_seed)
-        self.augment.set_random_seed(epoch_seed)
+        super().start_epoch(epoch)
+        self.mix_rng = np.random.default_rng(epoch_seed_of(self.cfg.seed, epoch))
 
     @classmethod
     def check(cls, cfg: TrainConfig) -> None:
-        check_data(cfg.data)
-        check_model_name(cfg.model.name)
-        check_pretrained(cfg.model)
+        super().check(cfg)
+        if is_multilabel(cfg.data):
+            raise ConfigError("data.kind", f"'{cfg.data.kind}' is multi-label data: use task: multilabel")
         names = class_names(cfg.data)
         if cfg.loss.focal_alpha is not None and cfg.eval.good_class not in names:
             raise ConfigError("loss.focal_alpha", f"needs the good class '{cfg.eval.good_class}' among {names}")
+        defect_alpha(cfg.loss.focal_alpha, names, cfg.eval.good_class)  # refuses 'auto' before any trial
+        if cfg.eval.target_miss_rate is not None and cfg.eval.good_class not in names:
+            raise ConfigError("eval.target_miss_rate", f"needs the good class '{cfg.eval.good_class}' among {names}")
 
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
         names = classification_metric_names(class_names(cfg.data), cfg.eval.good_class)
+        names += CALIBRATION_METRICS if cfg.eval.target_miss_rate is not None else []
         return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
 
-    def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(normalize_batch(self.runtime.to_device(images)))
-
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, labels = batch
-        return self.criterion(self._forward(images), labels.to(self.runtime.device))
+        images, labels = self._inputs(batch[0]), batch[1].to(self.runtime.device)
+        if mix_enabled(self.augment_cfg):
+            images, labels = mix_batch(images, labels, len(self.class_names), self.augment_cfg, self.mix_rng)
+        return self.criterion(self.model(images), labels)
 
     @torch.no_grad()
     def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +72,7 @@ class ClassificationTask(Task):
         logits, targets = [], []
         with self.runtime.autocast():
             for images, labels in self.val_loader:
-                logits.append(self._forward(images).float().cpu())
+                logits.append(tta_logits(self.model, self._inputs(images), self.cfg.eval.tta).float().cpu())
                 targets.append(labels)
         return torch.cat(logits), torch.cat(targets)
 
@@ -89,4 +81,7 @@ class ClassificationTask(Task):
         logits, targets = self.predictions()
         metrics = classification_metrics(logits, targets, self.class_names, self.cfg.eval.good_class)
         metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
+        if self.cfg.eval.target_miss_rate is not None:
+            good = self.class_names.index(self.cfg.eval.good_class)
+            metrics.update(calibration_metrics(logits.softmax(dim=1), targets, good, self.cfg.eval.target_miss_rate))
         return {f"val/{k}": v for k, v in metrics.items()}

@@ -1,0 +1,211 @@
+"""Soft Teacher pieces (EMA, pseudo-label filtering, labeled split, box mapping) and a tiny real fit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from training.config import PseudoThresholds, SyntheticData, TrainConfig
+from training.data import synthetic
+from training.data.samples import ImageSet
+from training.detection.semi import (
+    MixedBatchSampler,
+    PseudoStats,
+    UnlabeledDataset,
+    ema_update,
+    filter_pseudo_boxes,
+    map_boxes,
+    split_labeled,
+)
+from training.errors import ConfigError
+from training.fit import fit
+from training.runtime import Runtime
+from training.tasks import create_task, get_task
+
+
+def test_ema_update_moves_parameters_by_the_formula_and_copies_buffers():
+    torch.manual_seed(0)
+    student, teacher = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    with torch.no_grad():
+        student.weight.copy_(torch.tensor([1.0, 2.0, 3.0]))
+        teacher.weight.copy_(torch.tensor([0.0, 0.0, 6.0]))
+        student.running_mean.copy_(torch.tensor([5.0, 6.0, 7.0]))
+    ema_update(teacher, student, momentum=0.9)
+    # teacher_p = m * teacher_p + (1 - m) * student_p
+    assert torch.allclose(teacher.weight, torch.tensor([0.1, 0.2, 0.9 * 6 + 0.3]))
+    # buffers (BN statistics) are copied, not averaged
+    assert torch.equal(teacher.running_mean, student.running_mean)
+    # momentum 0 makes the teacher a copy of the student
+    ema_update(teacher, student, momentum=0.0)
+    assert torch.equal(teacher.weight, student.weight)
+
+
+SCORES = torch.tensor([0.95, 0.6, 0.45, 0.38, 0.3, 0.1])
+
+
+@pytest.mark.parametrize(
+    ("initial", "cls", "rpn", "expected"),
+    [
+        # each stage keeps exactly the initial survivors scoring above its own threshold
+        (0.4, 0.5, 0.9, {"initial": [0, 1, 2], "cls": [0, 1], "rpn": [0]}),
+        # a stage threshold below `initial` changes nothing (Soft Teacher's order)
+        (0.4, 0.35, 0.35, {"initial": [0, 1, 2], "cls": [0, 1, 2], "rpn": [0, 1, 2]}),
+        # "above" is strict: a box scoring exactly the threshold is dropped
+        (0.45, 0.6, 0.0, {"initial": [0, 1], "cls": [0], "rpn": [0, 1]}),
+        (0.99, 0.1, 0.1, {"initial": [], "cls": [], "rpn": []}),
+    ],
+)
+def test_filter_pseudo_boxes_keeps_exactly_the_boxes_above_each_threshold(initial, cls, rpn, expected):
+    boxes = torch.arange(24, dtype=torch.float32).view(6, 4)
+    labels = torch.arange(6)
+    targets = filter_pseudo_boxes(boxes, labels, SCORES, PseudoThresholds(initial=initial, cls=cls, rpn=rpn))
+    for stage, kept in expected.items():
+        assert targets[stage]["labels"].tolist() == kept
+        assert torch.equal(targets[stage]["boxes"], boxes[kept])
+
+
+def test_split_labeled_keeps_the_fraction_of_each_label_deterministically():
+    images = synthetic.generate(SyntheticData(count=200, seed=3), 32)
+    labeled, unlabeled = split_labeled(images, 0.25, seed=7)
+    # every image lands on exactly one side
+    assert len(labeled) + len(unlabeled) == len(images)
+    for label in np.unique(images.labels):
+        total = int((images.labels == label).sum())
+        # each label keeps round(fraction * its count) labeled images, at least one
+        assert int((labeled.labels == label).sum()) == max(1, round(0.25 * total))
+    # same seed, same split; another seed, another split
+    again, _ = split_labeled(images, 0.25, seed=7)
+    other, _ = split_labeled(images, 0.25, seed=8)
+    assert [id(i) for i in again.images] == [id(i) for i in labeled.images]
+    assert [id(i) for i in other.images] != [id(i) for i in labeled.images]
+
+
+def test_split_labeled_keeps_one_labeled_image_of_a_rare_label():
+    images = synthetic.generate(SyntheticData(count=40, seed=0, imbalance=0.1), 32)
+    labeled, _ = split_labeled(images, 0.05, seed=0)
+    # every label (even one whose share rounds to zero) keeps a labeled image
+    assert set(labeled.labels.tolist()) == set(images.labels.tolist())
+
+
+def test_mixed_batch_sampler_adds_unlabeled_images_at_the_ratio():
+    sampler = MixedBatchSampler(10, 7, labeled_per_batch=4, unlabeled_per_batch=8, generator=torch.Generator().manual_seed(0))
+    batches = list(sampler)
+    # an epoch is one pass over the labeled images (the short last batch dropped) ...
+    assert len(batches) == len(sampler) == 2
+    labeled = [i for b in batches for i in b if i < 10]
+    assert len(labeled) == len(set(labeled)) == 8
+    # ... and every batch carries unlabeled_per_batch unlabeled indices, each after the labeled ones
+    assert all(sum(i >= 10 for i in b) == 8 for b in batches)
+    assert all(10 <= i < 17 for b in batches for i in b if i >= 10)
+
+
+def test_map_boxes_follows_the_strong_views_geometry():
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[8:12, 4:20] = 255  # a bright bar: its box is [4, 8, 20, 12]
+    strong = A.Compose(
+        [A.Affine(scale=(1.2, 1.2), translate_percent=(0.1, 0.1), border_mode=0, p=1.0)], save_applied_params=True
+    )
+    dataset = UnlabeledDataset(ImageSet([image], np.zeros(1, np.int64)), 32, A.Compose([]), strong)
+    view = dataset[0]
+    mapped, keep = map_boxes(torch.tensor([[4.0, 8.0, 20.0, 12.0]]), view.matrix, (32, 32))
+    bright = np.argwhere(view.strong[0].numpy() > 128)
+    y0, x0 = bright.min(0)
+    y1, x1 = bright.max(0) + 1
+    # the mapped box lands on the bar as the student sees it (within a pixel of interpolation)
+    assert keep.tolist() == [True]
+    assert torch.allclose(mapped[0], torch.tensor([x0, y0, x1, y1], dtype=torch.float32), atol=1.0)
+    # a box pushed out of the image is dropped
+    _, keep = map_boxes(torch.tensor([[31.0, 31.0, 32.0, 32.0]]), view.matrix, (32, 32))
+    assert keep.tolist() == [False]
+
+
+def test_pseudo_stats_count_kept_ratios_per_class():
+    stats = PseudoStats(["scratch", "rust"], ("cls", "rpn"))
+    thresholds = PseudoThresholds(initial=0.5, cls=0.7, rpn=0.4)
+    labels, scores = torch.tensor([1, 1, 1, 2]), torch.tensor([0.9, 0.6, 0.2, 0.3])  # detector labels
+    stats.add(labels, scores, filter_pseudo_boxes(torch.zeros(4, 4), labels, scores, thresholds))
+    metrics = stats.metrics()
+    # kept / proposed, overall and per class; a class with proposals but none kept reads 0
+    assert metrics["train/pseudo_kept_ratio"] == 2 / 4
+    assert metrics["train/pseudo_kept_ratio_cls"] == 1 / 4
+    assert metrics["train/pseudo_kept_ratio/scratch"] == 2 / 3 and metrics["train/pseudo_kept_ratio/rust"] == 0.0
+    assert metrics["train/pseudo_boxes_per_image"] == 2.0
+    # the histogram counts every proposed score once, per class too
+    histogram = stats.histogram(thresholds)
+    assert sum(histogram["counts"]) == 4 and sum(histogram["per_class"]["rust"]) == 1
+    assert histogram["marks"] == {"initial": 0.5, "cls": 0.7, "rpn": 0.4}
+
+
+def tiny_config(**semi) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {
+            "task": "semi_supervised_detection",
+            "data": {"image_size": 64, "batch_size": 4, "synthetic": {"count": 24, "seed": 1, "difficulty": 0.2}},
+            "model": {"name": "resnet10t", "anchor_sizes": [8, 16, 32]},
+            "augment": {"hflip": 0.5, "brightness": 0.3, "scale": 0.1, "translate": 0.1},
+            "optim": {"schedule": "constant"},
+            "semi": {"labeled_fraction": 0.5, "thresholds": {"initial": 0.1, "cls": 0.1, "rpn": 0.1}, **semi},
+            "train": {"epochs": 2, "device": "cpu"},
+        }
+    )
+
+
+def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio():
+    cfg = tiny_config(burn_in_epochs=1)
+    reports = []
+    fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
+    burn_in, semi = reports
+    names = get_task(cfg.task).metric_names(cfg)
+    # every reported key is announced by metric_names, and every value is finite
+    for report in reports:
+        assert set(report.metrics) - {"train/lr", "time/epoch_s"} <= set(names)
+        assert all(math.isfinite(v) for v in report.metrics.values())
+    # burn-in is supervised only: no unsupervised loss, no pseudo labels, no histogram
+    assert burn_in.metrics["train/unsup_loss"] == 0.0 and "train/pseudo_kept_ratio" not in burn_in.metrics
+    assert burn_in.extras == {}
+    # after burn-in the teacher pseudo-labels: kept ratios (overall, per stage, per class) and the histogram
+    assert 0.0 <= semi.metrics["train/pseudo_kept_ratio"] <= 1.0
+    assert {"train/pseudo_kept_ratio_cls", "train/pseudo_kept_ratio_rpn", "val/student_mAP50", "val/AP50/scratch"} <= set(semi.metrics)
+    assert semi.metrics["train/unsup_loss"] > 0.0
+    histogram = semi.extras["pseudo_scores"]
+    assert len(histogram["bins"]) == len(histogram["counts"]) + 1 and sum(histogram["counts"]) > 0
+    json.dumps(semi.extras)  # JSON-able, as the MLflow artifact needs
+
+
+def test_teacher_copies_the_student_during_burn_in_then_follows_by_ema():
+    cfg = tiny_config(burn_in_epochs=1, ema_momentum=0.9)
+    task = create_task(cfg, Runtime.from_config(cfg.train))
+    student, teacher = task.model.student, task.model.teacher
+    # the teacher never trains: frozen, in eval mode even when the task's model is put in train mode
+    task.model.train()
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    with torch.no_grad():
+        next(student.parameters()).add_(1.0)
+    task.start_epoch(1)
+    task.after_step()
+    # during burn-in the teacher is a copy of the student
+    assert torch.equal(next(teacher.parameters()), next(student.parameters()))
+    before = next(teacher.parameters()).clone()
+    with torch.no_grad():
+        next(student.parameters()).add_(1.0)
+    task.start_epoch(2)
+    task.after_step()
+    # after burn-in it moves by (1 - momentum) toward the student
+    assert torch.allclose(next(teacher.parameters()), 0.9 * before + 0.1 * next(student.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("key", "semi"),
+    [("semi.labeled_fraction", {"labeled_fraction": 1.0}), ("semi.thresholds.cls", {"thresholds": {"cls": 1.0}})],
+)
+def test_check_rejects_a_config_that_cannot_pseudo_label(key, semi):
+    with pytest.raises(ConfigError) as error:
+        get_task("semi_supervised_detection").check(tiny_config(**semi))
+    # the error names the key
+    assert error.value.key == key

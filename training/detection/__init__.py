@@ -1,0 +1,20 @@
+"""Detection building blocks shared by the detection tasks: labels, data, augmentation, models,
+per-stage losses and metrics."""
+
+from training.detection.augment import detection_transform
+from training.detection.dataset import DetectionDataset, LabelMap, collate
+from training.detection.losses import StageLoss
+from training.detection.metrics import detection_metric_names, detection_metrics
+from training.detection.models import check_detector, create_detector
+
+__all__ = [
+    "DetectionDataset",
+    "LabelMap",
+    "StageLoss",
+    "check_detector",
+    "collate",
+    "create_detector",
+    "detection_metric_names",
+    "detection_metrics",
+    "detection_transform",
+]

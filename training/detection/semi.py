@@ -1,0 +1,339 @@
+"""Soft Teacher pieces, independent of any one detector builder.
+
+- `ema_update`: the teacher follows the student as an exponential moving average.
+- `split_labeled`: which training images keep their labels (stratified, seeded).
+- `UnlabeledDataset` + `MixedBatchSampler` + `collate_mixed`: batches of labeled images plus
+  unlabeled images seen twice, weakly (the teacher's view) and strongly (the student's view),
+  with the affine matrix from the weak view to the strong one.
+- `map_boxes`, `filter_pseudo_boxes`: teacher boxes -> the student's view -> per-stage targets.
+- `PSEUDO_LOSSES`: detector name -> the student's loss on pseudo targets (for Faster R-CNN, the RPN
+  and the ROI heads learn from different target sets, as in Soft Teacher).
+- `PseudoStats`: the teacher's kept ratios and score histogram over an epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, Sampler
+from torchvision.models.detection.transform import resize_boxes
+
+from training.augment import AUGMENTS
+from training.config import AugmentConfig, PseudoThresholds
+from training.data.dataset import read_image
+from training.data.samples import ImageSet
+
+# Teacher boxes scoring below this are not proposals at all (torchvision's own box_score_thresh):
+# the kept ratio is "kept / proposed above this floor".
+SCORE_FLOOR = 0.05
+# A pseudo box squeezed below this many pixels on a side by the strong view's geometry is dropped.
+MIN_BOX_SIDE = 1.0
+HISTOGRAM_BINS = 20
+STAGES = ("initial", "cls", "rpn")
+# The augment knobs that change pixels only: the photometric part of the student's strong view.
+PHOTOMETRIC = (
+    "brightness", "contrast", "saturation", "hue", "sharpness", "clahe", "blur", "autocontrast", "equalize", "posterize",
+)  # fmt: skip
+
+
+# ---------------------------------------------------------------- teacher
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
+    """teacher_p = momentum * teacher_p + (1 - momentum) * student_p; buffers (BN statistics) copied."""
+    for t, s in zip(teacher.parameters(), student.parameters()):
+        t.lerp_(s.detach().to(t.dtype), 1.0 - momentum)
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        t.copy_(s)
+
+
+# ---------------------------------------------------------------- data
+
+
+def split_labeled(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """(labeled, unlabeled): `fraction` of each image label keeps its boxes, at least one image per
+    label, so every class is seen labeled at least once. Deterministic from `seed`."""
+    rng = np.random.default_rng(seed)
+    labeled, unlabeled = [], []
+    for label in np.unique(images.labels):
+        members = rng.permutation(np.flatnonzero(images.labels == label))
+        n_labeled = max(1, int(round(len(members) * fraction)))
+        labeled.extend(members[:n_labeled])
+        unlabeled.extend(members[n_labeled:])
+    return images.subset(np.sort(labeled)), images.subset(np.sort(unlabeled))
+
+
+@dataclass
+class UnlabeledView:
+    """One unlabeled image as the teacher (weak) and the student (strong) see it."""
+
+    weak: Tensor  # uint8 CHW
+    strong: Tensor  # uint8 CHW
+    matrix: Tensor  # float32 3x3: weak pixel coordinates -> strong pixel coordinates
+
+
+def affine_matrix(applied: list[tuple[str, dict[str, Any]]]) -> np.ndarray:
+    """The box matrix of the geometric transforms albumentations applied (identity if none)."""
+    matrix = np.eye(3)
+    for _, params in applied:
+        if "bbox_matrix" in params:
+            matrix = np.asarray(params["bbox_matrix"], np.float64) @ matrix
+    return matrix
+
+
+def weak_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
+    """The teacher's view of an unlabeled image: the configured horizontal flip only."""
+    return A.Compose([A.HorizontalFlip(p=cfg.hflip)] if cfg.hflip > 0 else [], seed=seed)
+
+
+def strong_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
+    """The student's view, applied on top of the weak one: the configured photometric magnitudes, then
+    one affine zoom/shift (augment.scale, augment.translate) whose matrix maps the teacher's boxes."""
+    transforms = [AUGMENTS[knob](getattr(cfg, knob), cfg) for knob in PHOTOMETRIC if getattr(cfg, knob) > 0]
+    if cfg.scale > 0 or cfg.translate > 0:
+        # a constant border: a reflected one would mirror defects that no pseudo box covers
+        transforms.append(
+            A.Affine(
+                scale=(1 - cfg.scale, 1 + cfg.scale),
+                translate_percent=(-cfg.translate, cfg.translate),
+                border_mode=cv2.BORDER_CONSTANT,
+                p=cfg.p,
+            )
+        )
+    return A.Compose(transforms, seed=seed, save_applied_params=True)
+
+
+class UnlabeledDataset(Dataset):
+    """Unlabeled images: `weak` (flip only) for the teacher, then `strong` (photometric + geometric,
+    built with `save_applied_params`) on top of the weak view for the student."""
+
+    def __init__(self, images: ImageSet, image_size: int, weak: A.Compose, strong: A.Compose):
+        if not strong.save_applied_params:
+            raise ValueError("the strong view needs save_applied_params=True to map the teacher's boxes")
+        self.images, self.image_size, self.weak, self.strong = images, image_size, weak, strong
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> UnlabeledView:
+        weak = self.weak(image=read_image(self.images.images[index], self.image_size))["image"]
+        out = self.strong(image=weak)
+        return UnlabeledView(_chw(weak), _chw(out["image"]), torch.from_numpy(affine_matrix(out["applied_transforms"])).float())
+
+
+def _chw(image: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class MixedDataset(Dataset):
+    """Labeled items at indices [0, n_labeled), unlabeled views after them (see MixedBatchSampler)."""
+
+    def __init__(self, labeled: Dataset, unlabeled: UnlabeledDataset):
+        self.labeled, self.unlabeled = labeled, unlabeled
+
+    def __len__(self) -> int:
+        return len(self.labeled) + len(self.unlabeled)
+
+    def __getitem__(self, index: int) -> Any:
+        n = len(self.labeled)
+        return self.labeled[index] if index < n else self.unlabeled[index - n]
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """An epoch is one shuffled pass over the labeled images, `labeled_per_batch` at a time (a short
+    last batch is dropped when there is more than one); each batch adds `unlabeled_per_batch`
+    unlabeled images drawn from reshuffled passes over the unlabeled set."""
+
+    def __init__(
+        self, n_labeled: int, n_unlabeled: int, labeled_per_batch: int, unlabeled_per_batch: int, generator: torch.Generator
+    ):
+        self.n_labeled, self.n_unlabeled = n_labeled, n_unlabeled
+        self.labeled_per_batch, self.unlabeled_per_batch = labeled_per_batch, unlabeled_per_batch
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return max(1, self.n_labeled // self.labeled_per_batch)
+
+    def _unlabeled_stream(self):
+        while self.n_unlabeled:
+            yield from (self.n_labeled + torch.randperm(self.n_unlabeled, generator=self.generator)).tolist()
+
+    def __iter__(self):
+        labeled = torch.randperm(self.n_labeled, generator=self.generator).tolist()
+        unlabeled = self._unlabeled_stream()
+        for b in range(len(self)):
+            extra = [next(unlabeled) for _ in range(self.unlabeled_per_batch)] if self.n_unlabeled else []
+            yield labeled[b * self.labeled_per_batch : (b + 1) * self.labeled_per_batch] + extra
+
+
+@dataclass
+class MixedBatch:
+    labeled: Any  # the labeled collate's batch
+    weak: list[Tensor] = field(default_factory=list)
+    strong: list[Tensor] = field(default_factory=list)
+    matrices: list[Tensor] = field(default_factory=list)
+
+
+def collate_mixed(labeled_collate: Callable[[list[Any]], Any]) -> Callable[[list[Any]], MixedBatch]:
+    """A collate that batches labeled items with `labeled_collate` and keeps unlabeled views as lists."""
+
+    def collate(items: list[Any]) -> MixedBatch:
+        views = [item for item in items if isinstance(item, UnlabeledView)]
+        labeled = [item for item in items if not isinstance(item, UnlabeledView)]
+        return MixedBatch(
+            labeled_collate(labeled), [v.weak for v in views], [v.strong for v in views], [v.matrix for v in views]
+        )
+
+    return collate
+
+
+# ---------------------------------------------------------------- pseudo labels
+
+
+def map_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """(boxes in the strong view, mask of the boxes kept): corners through the affine `matrix`,
+    clipped to the image (height, width); boxes left thinner than MIN_BOX_SIDE are dropped."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    corners = torch.stack([torch.stack([x, y], -1) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))], 1)
+    matrix = matrix.to(boxes)
+    moved = corners @ matrix[:2, :2].T + matrix[:2, 2]
+    mapped = torch.cat([moved.amin(1), moved.amax(1)], -1)
+    mapped[:, 0::2] = mapped[:, 0::2].clamp(0, size[1])
+    mapped[:, 1::2] = mapped[:, 1::2].clamp(0, size[0])
+    keep = ((mapped[:, 2:] - mapped[:, :2]) >= MIN_BOX_SIDE).all(-1)
+    return mapped[keep], keep
+
+
+def filter_pseudo_boxes(
+    boxes: Tensor, labels: Tensor, scores: Tensor, thresholds: PseudoThresholds
+) -> dict[str, dict[str, Tensor]]:
+    """Targets per stage: `initial` keeps boxes scoring above thresholds.initial; `cls` and `rpn`
+    keep, among those, the ones above their own threshold (Soft Teacher's order: a stage threshold
+    below `initial` therefore changes nothing)."""
+    first = scores > thresholds.initial
+    targets = {}
+    for stage in STAGES:
+        keep = first & (scores > getattr(thresholds, stage))
+        targets[stage] = {"boxes": boxes[keep], "labels": labels[keep]}
+    return targets
+
+
+def _resize_targets(targets: list[dict[str, Tensor]], before: list[tuple[int, int]], after: list[tuple[int, int]]):
+    return [{**t, "boxes": resize_boxes(t["boxes"], b, a)} for t, b, a in zip(targets, before, after)]
+
+
+def faster_rcnn_pseudo_losses(model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]]) -> dict[str, Tensor]:
+    """GeneralizedRCNN.forward in training mode, except that the RPN learns from targets["rpn"] and
+    the ROI heads (classifier and box regression) from targets["cls"]."""
+    before = [tuple(image.shape[-2:]) for image in images]
+    image_list, rpn_targets = model.transform(images, targets["rpn"])
+    roi_targets = _resize_targets(targets["cls"], before, image_list.image_sizes)
+    features = model.backbone(image_list.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, rpn_losses = model.rpn(image_list, features, rpn_targets)
+    _, roi_losses = model.roi_heads(features, proposals, image_list.image_sizes, roi_targets)
+    return {**rpn_losses, **roi_losses}
+
+
+def single_stage_pseudo_losses(model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]]) -> dict[str, Tensor]:
+    """A detector without an RPN (RetinaNet) learns from the cls-threshold targets only."""
+    return model(images, targets["cls"])
+
+
+# detector name -> (student loss on pseudo targets, the threshold stages it uses)
+PSEUDO_LOSSES: dict[str, tuple[Callable[..., dict[str, Tensor]], tuple[str, ...]]] = {
+    "faster_rcnn": (faster_rcnn_pseudo_losses, ("cls", "rpn")),
+    "retinanet": (single_stage_pseudo_losses, ("cls",)),
+}
+
+
+class PseudoStats:
+    """The teacher's boxes over an epoch: proposed (above SCORE_FLOOR) and kept per stage, per class,
+    and a histogram of their scores."""
+
+    def __init__(self, class_names: list[str], stages: tuple[str, ...]):
+        self.class_names, self.stages = class_names, ("initial", *stages)
+        self.edges = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+        self.reset()
+
+    def reset(self) -> None:
+        n = len(self.class_names)
+        self.images = 0
+        self.proposed = np.zeros(n, np.int64)
+        self.kept = {stage: np.zeros(n, np.int64) for stage in self.stages}
+        self.counts = np.zeros((n, HISTOGRAM_BINS), np.int64)
+
+    def add(self, labels: Tensor, scores: Tensor, targets: dict[str, dict[str, Tensor]]) -> None:
+        """One image: the teacher's detector labels (1..K, label l is class_names[l - 1]) and scores
+        above the floor, and the per-stage targets `filter_pseudo_boxes` made of them."""
+        n = len(self.class_names)
+        self.images += 1
+        labels, scores = labels.cpu().numpy() - 1, scores.float().cpu().numpy()
+        self.proposed += np.bincount(labels, minlength=n)
+        for stage in self.stages:
+            self.kept[stage] += np.bincount(targets[stage]["labels"].cpu().numpy() - 1, minlength=n)
+        bins = np.clip(np.digitize(scores, self.edges) - 1, 0, HISTOGRAM_BINS - 1)
+        np.add.at(self.counts, (labels, bins), 1)
+
+    def metrics(self) -> dict[str, float]:
+        """Kept ratios (omitted while undefined: nothing proposed) and pseudo boxes per image."""
+        if not self.images:
+            return {}
+        out = {"train/pseudo_boxes_per_image": float(self.kept["initial"].sum() / self.images)}
+        if self.proposed.sum():
+            for stage in self.stages:
+                suffix = "" if stage == "initial" else f"_{stage}"
+                out[f"train/pseudo_kept_ratio{suffix}"] = float(self.kept[stage].sum() / self.proposed.sum())
+        for i, name in enumerate(self.class_names):
+            if self.proposed[i]:
+                out[f"train/pseudo_kept_ratio/{name}"] = float(self.kept["initial"][i] / self.proposed[i])
+        return out
+
+    def histogram(self, thresholds: PseudoThresholds) -> dict[str, Any]:
+        """{"bins", "counts", "per_class", "marks"}: score bin edges, counts overall and per class,
+        and the thresholds to draw over it."""
+        return {
+            "bins": [round(float(e), 4) for e in self.edges],
+            "counts": self.counts.sum(0).tolist(),
+            "per_class": {name: self.counts[i].tolist() for i, name in enumerate(self.class_names)},
+            "marks": {stage: getattr(thresholds, stage) for stage in self.stages},
+        }
+
+
+def pseudo_metric_names(class_names: list[str], detector: str) -> list[str]:
+    """The pseudo-label metric keys a semi-supervised run reports (after burn-in)."""
+    stages = PSEUDO_LOSSES[detector][1]
+    return (
+        ["train/pseudo_boxes_per_image", "train/pseudo_kept_ratio"]
+        + [f"train/pseudo_kept_ratio_{stage}" for stage in stages]
+        + [f"train/pseudo_kept_ratio/{name}" for name in class_names]
+    )
+
+
+class StudentTeacher(nn.Module):
+    """The student (trained) and its EMA teacher (no gradients, always in eval mode) in one module,
+    so checkpoints, `resume` and the optimizer (which skips frozen parameters) see both rightly.
+    Calling it calls the student."""
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+        self.teacher = copy.deepcopy(student).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> StudentTeacher:
+        super().train(mode)
+        self.teacher.eval()  # the teacher predicts (eval-mode outputs, frozen BN) even while the student trains
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.student(*args, **kwargs)

@@ -1,0 +1,123 @@
+"""Object detection of defects: a torchvision Faster R-CNN (FPN) or RetinaNet on a timm backbone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from training.config import TrainConfig
+from training.data import check_data, class_names, load_splits
+from training.data.samples import ImageSet
+from training.detection import (
+    DetectionDataset,
+    LabelMap,
+    check_detector,
+    collate,
+    create_detector,
+    detection_metric_names,
+    detection_metrics,
+    detection_transform,
+)
+from training.detection.augment import not_box_aware
+from training.errors import ConfigError
+from training.runtime import Runtime, epoch_seed_of
+from training.tasks import register_task
+from training.tasks.base import Task
+
+# Data kinds that carry boxes.
+BOX_DATA_KINDS = ("synthetic", "coco")
+
+Batch = tuple[torch.Tensor, list[dict[str, torch.Tensor]]]
+
+
+def _on_cpu(detections: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One image's detections on the CPU, floats as float32 (AMP may give half precision)."""
+    return {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in detections.items()}
+
+
+@register_task("detection")
+class DetectionTask(Task):
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
+        super().__init__(cfg, runtime)
+        splits = load_splits(cfg.data)
+        if not splits.train.boxes:
+            raise ConfigError("data.kind", f"'{cfg.data.kind}' data has no boxes; detection needs {BOX_DATA_KINDS}")
+        self.labels = LabelMap(splits.class_names, cfg.eval.good_class)
+        size = cfg.data.image_size
+        self.augment = detection_transform(cfg.augment, size, cfg.seed)
+        self.shuffle_generator = torch.Generator()
+        self.train_loader = self._loader(splits.train, self.augment, shuffle=True)
+        self.val_loader = self._loader(splits.val, detection_transform(None, size), shuffle=False)
+        self.model = create_detector(cfg.model, cfg.loss, self.labels.num_classes, size).to(runtime.device)
+        if runtime.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _loader(self, images: ImageSet, transform: Any, shuffle: bool) -> DataLoader:
+        data = self.cfg.data
+        return DataLoader(
+            DetectionDataset(images, self.labels, transform),
+            batch_size=data.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(images) > data.batch_size,
+            num_workers=data.num_workers,
+            persistent_workers=data.num_workers > 0,
+            pin_memory=self.runtime.device.type == "cuda",
+            generator=self.shuffle_generator if shuffle else None,
+            collate_fn=collate,
+        )
+
+    def start_epoch(self, epoch: int) -> None:
+        epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
+        self.shuffle_generator.manual_seed(epoch_seed)
+        self.augment.set_random_seed(epoch_seed)
+
+    @classmethod
+    def check(cls, cfg: TrainConfig) -> None:
+        if cfg.data.kind not in BOX_DATA_KINDS:
+            raise ConfigError("data.kind", f"detection needs data with boxes {BOX_DATA_KINDS}, got '{cfg.data.kind}'")
+        check_data(cfg.data)
+        check_detector(cfg.model)
+        unsupported = not_box_aware(cfg.augment)
+        if unsupported:
+            raise ConfigError(f"augment.{unsupported[0]}", "has no box-aware transform for detection; set it to 0")
+
+    @classmethod
+    def metric_names(cls, cfg: TrainConfig) -> list[str]:
+        defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
+        return ["train/loss"] + [f"val/{name}" for name in detection_metric_names(defects)]
+
+    def _to_device(self, batch: Batch) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        images, targets = batch
+        images = self.runtime.to_device(images).float() / 255  # torchvision detectors take [0, 1] floats
+        device = self.runtime.device
+        return list(images), [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+
+    def training_loss(self, batch: Batch) -> torch.Tensor:
+        images, targets = self._to_device(batch)
+        if not self.model.training:
+            # torchvision detectors compute losses in train mode only; in eval mode (the dry-run
+            # check's validation batch) this is the inference forward `evaluate` runs, and no loss.
+            self.model(images)
+            return torch.zeros((), device=self.runtime.device)
+        return sum(self.model(images, targets).values())
+
+    @torch.no_grad()
+    def predictions(self) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """(detections, targets) per validation image, on the CPU, with detector labels 1..K."""
+        self.model.eval()
+        preds, targets = [], []
+        with self.runtime.autocast():
+            for batch in self.val_loader:
+                images, _ = self._to_device(batch)
+                preds += [_on_cpu(p) for p in self.model(images)]
+                targets += batch[1]
+        return preds, targets
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        preds, targets = self.predictions()
+        ev = self.cfg.eval
+        metrics = detection_metrics(preds, targets, self.labels.defect_names, ev.score_threshold, ev.iou_threshold)
+        return {f"val/{k}": v for k, v in metrics.items()}

@@ -1,0 +1,83 @@
+"""Multi-label defect classification (Severstal steel style): any subset of the defect classes per
+image, one sigmoid output per class; an image with no class predicted is good."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from training.config import TrainConfig
+from training.data import class_names, is_multilabel, load_splits
+from training.data.dataset import MultiLabelDataset
+from training.data.registry import DATA_KINDS
+from training.errors import ConfigError
+from training.multilabel_losses import create_multilabel_loss
+from training.multilabel_metrics import multilabel_metric_names, multilabel_metrics
+from training.runtime import Runtime
+from training.tasks import register_task
+from training.tasks.image import ImageTask
+
+
+# knobs built for one class per image; rejected up front instead of silently ignored
+_SINGLE_LABEL_KNOBS: dict[str, Callable[[TrainConfig], bool]] = {
+    "data.class_weight_power": lambda cfg: cfg.data.class_weight_power > 0,
+    "data.weighted_sampler": lambda cfg: cfg.data.weighted_sampler,
+    "augment.mixup_alpha": lambda cfg: cfg.augment.mixup_alpha > 0,
+    "augment.cutmix_alpha": lambda cfg: cfg.augment.cutmix_alpha > 0,
+    "eval.tta": lambda cfg: bool(cfg.eval.tta),
+    "eval.target_miss_rate": lambda cfg: cfg.eval.target_miss_rate is not None,
+}
+
+
+@register_task("multilabel")
+class MultiLabelTask(ImageTask):
+    dataset_class = MultiLabelDataset
+
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
+        splits = load_splits(cfg.data)
+        super().__init__(cfg, runtime, splits)
+        # dynamic alpha comes from the training split only: validation stays unseen
+        frequencies = splits.train.labels.mean(axis=0)
+        self.criterion = create_multilabel_loss(cfg.loss, frequencies).to(runtime.device)
+
+    @classmethod
+    def check(cls, cfg: TrainConfig) -> None:
+        if not is_multilabel(cfg.data):
+            kinds = ", ".join(kind for kind, spec in DATA_KINDS.items() if spec.multilabel)
+            message = f"the multilabel task needs multi-label data ({kinds}), got '{cfg.data.kind}'"
+            raise ConfigError("data.kind", message)
+        super().check(cfg)
+        for key, is_set in _SINGLE_LABEL_KNOBS.items():
+            if is_set(cfg):
+                raise ConfigError(key, "not supported by the multilabel task (single-label classification only)")
+
+    @classmethod
+    def metric_names(cls, cfg: TrainConfig) -> list[str]:
+        names = multilabel_metric_names(class_names(cfg.data))
+        return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self._inputs(images))
+
+    def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        images, labels = batch
+        return self.criterion(self._forward(images), labels.to(self.runtime.device))
+
+    @torch.no_grad()
+    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, 0/1 targets), each (images, classes), over the validation split, on the CPU."""
+        self.model.eval()
+        logits, targets = [], []
+        with self.runtime.autocast():
+            for images, labels in self.val_loader:
+                logits.append(self._forward(images).float().cpu())
+                targets.append(labels)
+        return torch.cat(logits), torch.cat(targets)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        logits, targets = self.predictions()
+        metrics = multilabel_metrics(logits.sigmoid(), targets, self.class_names)
+        metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
+        return {f"val/{k}": v for k, v in metrics.items()}

@@ -1,0 +1,186 @@
+"""Semi-supervised detection, Soft Teacher style: an EMA teacher pseudo-labels unlabeled images for
+the student.
+
+- A training batch holds `data.batch_size` labeled images (supervised detection loss) and
+  `round(batch_size * semi.unlabeled_per_labeled)` unlabeled ones (at least 1); an epoch is one pass
+  over the labeled images. `semi.labeled_fraction` of each image label keeps its boxes.
+- The teacher sees an unlabeled image weakly augmented (the configured flip); the student sees it
+  strongly augmented (photometric magnitudes + an affine zoom/shift) and learns from the teacher's
+  boxes mapped into its view: above `thresholds.initial`, then `thresholds.rpn` for the RPN and
+  `thresholds.cls` for the ROI heads (RetinaNet: cls only), weighted by `semi.unsup_weight`.
+- During the first `semi.burn_in_epochs` epochs training is supervised only and the teacher is a
+  copy of the student (Unbiased Teacher's burn-in: an EMA of a barely trained student is useless on
+  a short run); after that the teacher is an EMA with `semi.ema_momentum`, updated every step.
+- Validation evaluates the teacher (as Soft Teacher does): `val/...` are the teacher's metrics,
+  `val/student_mAP50` the student's. Per epoch after burn-in: the teacher's kept ratios
+  (`train/pseudo_kept_ratio...`), pseudo boxes per unlabeled image, and the score histogram of its
+  boxes as `epoch_extras()["pseudo_scores"]`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from training.config import TrainConfig
+from training.data import class_names
+from training.detection import DetectionDataset, LabelMap, collate
+from training.detection.metrics import average_precision
+from training.detection.semi import (
+    PSEUDO_LOSSES,
+    SCORE_FLOOR,
+    MixedBatch,
+    MixedBatchSampler,
+    MixedDataset,
+    PseudoStats,
+    StudentTeacher,
+    UnlabeledDataset,
+    collate_mixed,
+    ema_update,
+    filter_pseudo_boxes,
+    map_boxes,
+    pseudo_metric_names,
+    split_labeled,
+    strong_transform,
+    weak_transform,
+)
+from training.errors import ConfigError
+from training.runtime import Runtime, epoch_seed_of
+from training.tasks import register_task
+from training.tasks.detection import DetectionTask, _on_cpu
+
+Targets = list[dict[str, torch.Tensor]]
+
+
+@register_task("semi_supervised_detection")
+class SemiDetectionTask(DetectionTask):
+    model: StudentTeacher
+
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
+        super().__init__(cfg, runtime)  # the supervised task: labels, val loader, the student detector
+        labeled, unlabeled = split_labeled(
+            self.train_loader.dataset.images, cfg.semi.labeled_fraction, cfg.data.split_seed
+        )
+        if not len(unlabeled):
+            raise ConfigError("semi.labeled_fraction", f"{cfg.semi.labeled_fraction} leaves no unlabeled training image")
+        self.weak, self.strong = weak_transform(cfg.augment, cfg.seed), strong_transform(cfg.augment, cfg.seed)
+        self.train_loader = self._mixed_loader(labeled, unlabeled)
+        self.model = StudentTeacher(self.model)
+        self.pseudo_loss, stages = PSEUDO_LOSSES[cfg.model.detector]
+        self.stats = PseudoStats(self.labels.defect_names, stages)
+        self.epoch = 0
+        self.loss_sums = torch.zeros(3)  # supervised loss, unsupervised loss, batches of this epoch
+
+    def _mixed_loader(self, labeled, unlabeled) -> DataLoader:
+        data, size = self.cfg.data, self.cfg.data.image_size
+        dataset = MixedDataset(
+            DetectionDataset(labeled, self.labels, self.augment), UnlabeledDataset(unlabeled, size, self.weak, self.strong)
+        )
+        per_batch = max(1, round(data.batch_size * self.cfg.semi.unlabeled_per_labeled))
+        sampler = MixedBatchSampler(len(labeled), len(unlabeled), data.batch_size, per_batch, self.shuffle_generator)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=data.num_workers,
+            persistent_workers=data.num_workers > 0,
+            pin_memory=self.runtime.device.type == "cuda",
+            collate_fn=collate_mixed(collate),
+        )
+
+    @property
+    def burning_in(self) -> bool:
+        return self.epoch <= self.cfg.semi.burn_in_epochs
+
+    def start_epoch(self, epoch: int) -> None:
+        super().start_epoch(epoch)
+        epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
+        # distinct streams: the views must not share the labeled pipeline's random draws
+        self.weak.set_random_seed(epoch_seed + 1)
+        self.strong.set_random_seed(epoch_seed + 2)
+        self.epoch = epoch
+        self.stats.reset()
+        self.loss_sums.zero_()
+
+    @classmethod
+    def check(cls, cfg: TrainConfig) -> None:
+        super().check(cfg)
+        if cfg.semi.labeled_fraction >= 1:
+            raise ConfigError("semi.labeled_fraction", "1.0 leaves no unlabeled image; use task 'detection' for fully labeled data")
+        thresholds = cfg.semi.thresholds
+        for stage in ("initial", *PSEUDO_LOSSES[cfg.model.detector][1]):
+            if getattr(thresholds, stage) >= 1:
+                raise ConfigError(f"semi.thresholds.{stage}", "must be < 1: a pseudo box must score above it")
+
+    @classmethod
+    def metric_names(cls, cfg: TrainConfig) -> list[str]:
+        defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
+        extra = ["val/student_mAP50", "train/sup_loss", "train/unsup_loss"]
+        return super().metric_names(cfg) + extra + pseudo_metric_names(defects, cfg.model.detector)
+
+    def training_loss(self, batch: MixedBatch | Any) -> torch.Tensor:
+        if not isinstance(batch, MixedBatch):  # a validation batch (the dry-run check): the supervised path
+            return super().training_loss(batch)
+        supervised = super().training_loss(batch.labeled)
+        unsupervised = torch.zeros((), device=self.runtime.device)
+        if not self.burning_in and batch.weak:
+            unsupervised = self.unsupervised_loss(batch)
+        self.loss_sums += torch.tensor([supervised.item(), unsupervised.item(), 1.0])
+        return supervised + self.cfg.semi.unsup_weight * unsupervised
+
+    def _images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        return list(self.runtime.to_device(torch.stack(images)).float() / 255)
+
+    def unsupervised_loss(self, batch: MixedBatch) -> torch.Tensor:
+        """The student's detection loss on its strong views against the teacher's pseudo boxes."""
+        with torch.no_grad():
+            predictions = self.model.teacher(self._images(batch.weak))
+        strong = self._images(batch.strong)
+        targets = [self.pseudo_targets(p, m, tuple(strong[0].shape[-2:])) for p, m in zip(predictions, batch.matrices)]
+        by_stage = {stage: [t[stage] for t in targets] for stage in targets[0]}
+        return sum(self.pseudo_loss(self.model.student, strong, by_stage).values())
+
+    def pseudo_targets(
+        self, prediction: dict[str, torch.Tensor], matrix: torch.Tensor, size: tuple[int, int]
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """One image's per-stage targets in the student's view; counts the teacher's boxes."""
+        thresholds = self.cfg.semi.thresholds
+        above = prediction["scores"] > SCORE_FLOOR
+        boxes, labels, scores = (prediction[k][above].detach() for k in ("boxes", "labels", "scores"))
+        self.stats.add(labels, scores, filter_pseudo_boxes(boxes, labels, scores, thresholds))
+        mapped, inside = map_boxes(boxes.float(), matrix, size)
+        return filter_pseudo_boxes(mapped, labels[inside], scores[inside], thresholds)
+
+    def after_step(self) -> None:
+        momentum = 0.0 if self.burning_in else self.cfg.semi.ema_momentum
+        ema_update(self.model.teacher, self.model.student, momentum)
+
+    @torch.no_grad()
+    def predictions(self, model: nn.Module | None = None) -> tuple[Targets, Targets]:
+        """(detections, targets) per validation image of `model` (default: the teacher), on the CPU."""
+        model = model or self.model.teacher
+        model.eval()
+        preds, targets = [], []
+        with self.runtime.autocast():
+            for batch in self.val_loader:
+                images, _ = self._to_device(batch)
+                preds += [_on_cpu(p) for p in model(images)]
+                targets += batch[1]
+        return preds, targets
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        metrics = super().evaluate()  # the teacher's predictions (see `predictions`)
+        student, targets = self.predictions(self.model.student)
+        metrics["val/student_mAP50"] = average_precision(student, targets, len(self.labels.defect_names))["mAP50"]
+        supervised, unsupervised, batches = self.loss_sums.tolist()
+        metrics["train/sup_loss"] = supervised / max(batches, 1)
+        metrics["train/unsup_loss"] = unsupervised / max(batches, 1)
+        return {**metrics, **self.stats.metrics()}
+
+    def epoch_extras(self) -> dict[str, Any]:
+        if not self.stats.images:
+            return {}
+        return {"pseudo_scores": self.stats.histogram(self.cfg.semi.thresholds)}
