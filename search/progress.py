@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from ray.tune import Callback
 
-from search.console import format_value, make_console, short_key
+from search.console import format_value, make_console, short_keys
 from search.journal import TrialJournal
 from search.tracking import failure_reason
 
@@ -66,7 +66,8 @@ class Progress(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         row = self._row(trial)
-        params = " ".join(f"{short_key(k)}={format_value(v)}" for k, v in row["params"].items())
+        keys = list(row["params"])
+        params = " ".join(f"{k}={format_value(v)}" for k, v in zip(short_keys(keys), row["params"].values()))
         self._event(trial, f"started {params}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -119,7 +120,7 @@ class Progress(Callback):
     def table(self) -> Table:
         title = f"{self._counts()}, {self.elapsed()} elapsed{self._best_text()}"
         table = Table(title=title, title_justify="left")
-        for header in ["trial", "status", "epoch", *map(short_key, self.param_keys), self.metric]:
+        for header in ["trial", "status", "epoch", *short_keys(self.param_keys), self.metric]:
             table.add_column(header)
         for trial_id, row in self.rows.items():
             params = [format_value(row["params"].get(k, "")) for k in self.param_keys]

@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from search.console import format_value, short_key
+from search.console import format_value, short_keys
 from search.constraints import Constraint, feasible
 from search.layout import SUMMARY_FILE
 from search.pareto import front_trials
@@ -83,12 +83,16 @@ def mlflow_view_hint(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+MAX_TABLE_KEYS = 6  # searched keys shown as columns of the end-of-search table
+
+
 def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
     metric, mode = summary["metric"], summary["mode"]
-    keys = list(summary["space_keys"])
+    # a wide space would squeeze every column to an ellipsis: its values are on the `best:` line instead
+    keys = list(summary["space_keys"]) if len(summary["space_keys"]) <= MAX_TABLE_KEYS else []
     constrained = bool(summary.get("constraints"))
     table = Table(title=f"top trials of '{summary['name']}' by {metric} ({mode})", title_justify="left")
-    for header in ["trial", "status", "epochs", *map(short_key, keys), metric, *(["feasible"] if constrained else [])]:
+    for header in ["trial", "status", "epochs", *short_keys(keys), metric, *(["feasible"] if constrained else [])]:
         table.add_column(header)
     for trial in ranked(summary["trials"], metric, mode)[:top]:
         values = [format_value(trial["params"].get(k, "")) for k in keys]

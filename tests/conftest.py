@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import torch
 import yaml
 
 # Small enough that load_plan's checks (and any trial) stay cheap: 32 px, 40 synthetic images, resnet10t.
@@ -35,3 +36,13 @@ def write_space(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="module")
+def one_cpu_thread():
+    """Tiny models train fastest on one thread, and then do not fight other test processes for cores.
+    A module opts in with `pytestmark = pytest.mark.usefixtures("one_cpu_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from search.console import short_key
+from search.console import short_keys
 from search.report.inputs import Search
 from search.report.output import ReportDir, console_table, markdown_table, write_csv
 from search.summary import ranked
@@ -55,5 +55,7 @@ def write_leaderboard(search: Search, out: ReportDir, console: Console, top: int
     write_csv(out.path("leaderboard.csv", "leaderboard (CSV)"), headers, rows)
     shown = [[f"{v:.6g}" if isinstance(v, float) else v for v in row] for row in rows]
     out.path("leaderboard.md", "leaderboard (table)").write_text(f"# {title}\n\n" + markdown_table(headers, shown))
-    short = [short_key(h) if h in search.summary["space_keys"] else h for h in headers]
+    space_keys = [h for h in headers if h in search.summary["space_keys"]]
+    shorts = dict(zip(space_keys, short_keys(space_keys)))
+    short = [shorts.get(h, h) for h in headers]
     console.print(console_table(title, short, rows))

@@ -20,13 +20,7 @@ from training.models import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    """Tiny models run fastest on one thread, and then do not fight other test processes for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def test_create_model_outputs_one_logit_per_class():

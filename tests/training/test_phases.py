@@ -25,12 +25,7 @@ def config(epochs: int, phases: list[dict], **extra) -> TrainConfig:
     return TrainConfig.model_validate(raw)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_cpu_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_cpu_thread")
 
 
 def test_phase_at_follows_epoch_boundaries_and_merges_overrides():

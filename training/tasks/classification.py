@@ -65,16 +65,8 @@ class ClassificationTask(ImageTask):
             images, labels = mix_batch(images, labels, len(self.class_names), self.augment_cfg, self.mix_rng)
         return self.criterion(self.model(images), labels)
 
-    @torch.no_grad()
-    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, targets) over the validation split, on the CPU."""
-        self.model.eval()
-        logits, targets = [], []
-        with self.runtime.autocast():
-            for images, labels in self.val_loader:
-                logits.append(tta_logits(self.model, self._inputs(images), self.cfg.eval.tta).float().cpu())
-                targets.append(labels)
-        return torch.cat(logits), torch.cat(targets)
+    def val_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return tta_logits(self.model, self._inputs(images), self.cfg.eval.tta)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

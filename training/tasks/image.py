@@ -80,3 +80,18 @@ class ImageTask(Task):
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         return normalize_batch(self.runtime.to_device(images))
+
+    def val_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The model's logits for one validation batch (a task may average views: TTA)."""
+        return self.model(self._inputs(images))
+
+    @torch.no_grad()
+    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) over the validation split, on the CPU."""
+        self.model.eval()
+        logits, targets = [], []
+        with self.runtime.autocast():
+            for images, labels in self.val_loader:
+                logits.append(self.val_logits(images).float().cpu())
+                targets.append(labels)
+        return torch.cat(logits), torch.cat(targets)

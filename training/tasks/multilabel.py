@@ -57,23 +57,9 @@ class MultiLabelTask(ImageTask):
         names = multilabel_metric_names(class_names(cfg.data))
         return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
 
-    def _forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self._inputs(images))
-
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = batch
-        return self.criterion(self._forward(images), labels.to(self.runtime.device))
-
-    @torch.no_grad()
-    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, 0/1 targets), each (images, classes), over the validation split, on the CPU."""
-        self.model.eval()
-        logits, targets = [], []
-        with self.runtime.autocast():
-            for images, labels in self.val_loader:
-                logits.append(self._forward(images).float().cpu())
-                targets.append(labels)
-        return torch.cat(logits), torch.cat(targets)
+        return self.criterion(self.model(self._inputs(images)), labels.to(self.runtime.device))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
