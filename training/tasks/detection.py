@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
@@ -103,15 +104,22 @@ class DetectionTask(Task):
             return torch.zeros((), device=self.runtime.device)
         return sum(self.model(images, targets).values())
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The network the validation metrics describe."""
+        return self.model
+
     @torch.no_grad()
-    def predictions(self) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
-        """(detections, targets) per validation image, on the CPU, with detector labels 1..K."""
-        self.model.eval()
+    def predictions(self, model: nn.Module | None = None) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+        """(detections, targets) per validation image of `model` (default: `eval_model`), on the CPU,
+        with detector labels 1..K."""
+        model = model or self.eval_model
+        model.eval()
         preds, targets = [], []
         with self.runtime.autocast():
             for batch in self.val_loader:
                 images, _ = self._to_device(batch)
-                preds += [_on_cpu(p) for p in self.model(images)]
+                preds += [_on_cpu(p) for p in model(images)]
                 targets += batch[1]
         return preds, targets
 

@@ -50,9 +50,7 @@ from training.detection.semi import (
 from training.errors import ConfigError
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
-from training.tasks.detection import DetectionTask, _on_cpu
-
-Targets = list[dict[str, torch.Tensor]]
+from training.tasks.detection import DetectionTask
 
 
 @register_task("semi_supervised_detection")
@@ -157,18 +155,10 @@ class SemiDetectionTask(DetectionTask):
         momentum = 0.0 if self.burning_in else self.cfg.semi.ema_momentum
         ema_update(self.model.teacher, self.model.student, momentum)
 
-    @torch.no_grad()
-    def predictions(self, model: nn.Module | None = None) -> tuple[Targets, Targets]:
-        """(detections, targets) per validation image of `model` (default: the teacher), on the CPU."""
-        model = model or self.model.teacher
-        model.eval()
-        preds, targets = [], []
-        with self.runtime.autocast():
-            for batch in self.val_loader:
-                images, _ = self._to_device(batch)
-                preds += [_on_cpu(p) for p in model(images)]
-                targets += batch[1]
-        return preds, targets
+    @property
+    def eval_model(self) -> nn.Module:
+        """The teacher: Soft Teacher evaluates (and deploys) the EMA model."""
+        return self.model.teacher
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
