@@ -229,21 +229,6 @@ def test_check_rejects_what_the_detector_cannot_run(overrides, key):
     assert err.value.key == key
 
 
-@pytest.mark.parametrize(("roi", "score"), [("focal", torch.sigmoid), ("cross_entropy", lambda x: x.softmax(-1))])
-def test_roi_boxes_are_scored_as_the_classifier_was_trained(roi, score):
-    heads = detector(loss=LossConfig(roi=DetectionLossPart(name=roi))).eval().roi_heads
-    logits = torch.tensor([[-3.0, 2.0, -1.0], [-2.0, -4.0, 0.5]])  # background, class 1, class 2
-    proposals = [torch.tensor([[4.0, 4.0, 20.0, 40.0], [30.0, 10.0, 60.0, 20.0]])]
-    _, scores, labels = heads.postprocess_detections(logits, torch.zeros(2, 12), proposals, [(64, 64)])
-    expected = score(logits)[:, 1:]
-    kept = scores[0] > 0
-    assert kept.sum() >= 2
-    for value, label in zip(scores[0], labels[0]):
-        assert torch.isclose(value, expected[:, label - 1]).any()
-    # sigmoid scores need not sum to one over the classes; softmax ones do (with the background)
-    assert torch.isclose(scores[0].max(), expected.max())
-
-
 def test_focal_stages_start_from_a_low_foreground_prior():
     focal = DetectionLossPart(name="focal")
     model = detector(loss=LossConfig(rpn=focal, roi=focal))
