@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
 from training.data import check_data, class_names, load_splits
+from training.data.loading import make_loader
 from training.data.samples import ImageSet
 from training.detection import (
     DetectionDataset,
@@ -56,18 +57,8 @@ class DetectionTask(Task):
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def _loader(self, images: ImageSet, transform: Any, shuffle: bool) -> DataLoader:
-        data = self.cfg.data
-        return DataLoader(
-            DetectionDataset(images, self.labels, transform),
-            batch_size=data.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(images) > data.batch_size,
-            num_workers=data.num_workers,
-            persistent_workers=data.num_workers > 0,
-            pin_memory=self.runtime.device.type == "cuda",
-            generator=self.shuffle_generator if shuffle else None,
-            collate_fn=collate,
-        )
+        dataset = DetectionDataset(images, self.labels, transform)
+        return make_loader(dataset, self.cfg.data, self.runtime.device, shuffle, self.shuffle_generator, collate_fn=collate)
 
     def start_epoch(self, epoch: int) -> None:
         epoch_seed = epoch_seed_of(self.cfg.seed, epoch)

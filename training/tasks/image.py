@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from training.augment import normalize_batch, train_transform
 from training.config import AugmentConfig, TrainConfig
 from training.data import Splits, check_data
+from training.data.loading import make_loader
 from training.models import check_freeze_stages, check_model_name, check_pretrained, create_model, set_frozen_stages
 from training.phases import check_phases, phase_at
 from training.runtime import Runtime, epoch_seed_of
@@ -47,18 +48,9 @@ class ImageTask(Task):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         data = self.cfg.data
+        batch_size = data.batch_size if shuffle else max(data.batch_size, 64)
         sampler = self.train_sampler(dataset) if shuffle else None
-        return DataLoader(
-            dataset,
-            batch_size=data.batch_size if shuffle else max(data.batch_size, 64),
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            drop_last=shuffle and len(dataset) > data.batch_size,
-            num_workers=data.num_workers,
-            persistent_workers=data.num_workers > 0,
-            pin_memory=self.runtime.device.type == "cuda",
-            generator=self.shuffle_generator if shuffle else None,
-        )
+        return make_loader(dataset, data, self.runtime.device, shuffle, self.shuffle_generator, batch_size, sampler=sampler)
 
     def start_epoch(self, epoch: int) -> None:
         epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
