@@ -51,6 +51,12 @@ class SearchSettings(Section):
     keep_checkpoints: int = Field(
         1, ge=1, description="checkpoints kept per trial: its best k by the metric (the latest is kept too, to resume)"
     )
+    checkpoint_every_s: float = Field(
+        10.0,
+        ge=0,
+        description="a trial saves a checkpoint after an epoch once this many seconds passed since its last one, "
+        "and after its last epoch if it ran that long; a trial shorter than this saves none (0: every epoch)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,12 +21,38 @@ def trial_config(base: TrainConfig, space: dict[str, Distribution], params: dict
     return apply_values(base, decode_trial(space, params))
 
 
-def _report(report: EpochReport) -> None:
+class CheckpointClock:
+    """Which epochs of a trial save a checkpoint: one once `every_s` seconds passed since the last (or
+    since the trial began), and the last epoch of a trial that ran at least that long.
+
+    A checkpoint is the model plus the optimizer state (tens of MB), and with `num_to_keep` Tune
+    snapshots the whole experiment (every trial, the pickled searcher) whenever a trial's new
+    checkpoint may replace the one the last snapshot points to: per-epoch checkpoints of short epochs
+    would cost more than the epochs and grow with the trial count. A hard kill loses at most
+    `every_s` of a running trial's work; a trial shorter than that has nothing worth saving.
+    """
+
+    def __init__(self, every_s: float, last_epoch: int):
+        self.every_s, self.last_epoch = every_s, last_epoch
+        self.began = self.saved = time.monotonic()
+
+    def due(self, epoch: int) -> bool:
+        now = time.monotonic()
+        long_enough = now - self.began >= self.every_s
+        if now - self.saved >= self.every_s or (epoch >= self.last_epoch and long_enough):
+            self.saved = now
+            return True
+        return False
+
+
+def _report(report: EpochReport, save: bool) -> None:
+    metrics = {"epoch": report.epoch, **report.metrics, **({"extras": report.extras} if report.extras else {})}
+    if not save:
+        tune.report(metrics)
+        return
     with tempfile.TemporaryDirectory() as folder:
         torch.save(report.state(), Path(folder) / CHECKPOINT_FILE)
-        checkpoint = tune.Checkpoint.from_directory(folder)
-        extras = {"extras": report.extras} if report.extras else {}
-        tune.report({"epoch": report.epoch, **report.metrics, **extras}, checkpoint=checkpoint)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def _resume_state() -> dict[str, Any] | None:
@@ -38,12 +65,18 @@ def _resume_state() -> dict[str, Any] | None:
 
 
 def make_trainable(
-    base: TrainConfig, space: dict[str, Distribution], cpu: float, gpu: float
+    base: TrainConfig, space: dict[str, Distribution], cpu: float, gpu: float, checkpoint_every_s: float
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable; the trial's Ray resources become its torch runtime."""
 
     def trial(params: dict[str, Any]) -> None:
         cfg = trial_config(base, space, params)
-        fit(cfg, Runtime.for_trial(cfg, cpu, gpu), on_epoch=_report, resume_state=_resume_state())
+        clock = CheckpointClock(checkpoint_every_s, cfg.train.epochs)
+        fit(
+            cfg,
+            Runtime.for_trial(cfg, cpu, gpu),
+            on_epoch=lambda report: _report(report, clock.due(report.epoch)),
+            resume_state=_resume_state(),
+        )
 
     return trial

@@ -180,7 +180,7 @@ def searched_values(plan: SearchPlan):
 
 
 def resourced_trainable(plan: SearchPlan, gpu: float):
-    trainable = make_trainable(plan.base, plan.space, plan.spec.resources.cpu, gpu)
+    trainable = make_trainable(plan.base, plan.space, plan.spec.resources.cpu, gpu, plan.spec.search.checkpoint_every_s)
     return tune.with_resources(trainable, {"cpu": plan.spec.resources.cpu, "gpu": gpu})
 
 

@@ -77,10 +77,20 @@ class Tracker:
         step: int = 0,
     ) -> None:
         """One batched write for everything given."""
+        self.log_steps(run_id, [(step, metrics or {})], params=params, tags=tags)
+
+    def log_steps(
+        self,
+        run_id: str,
+        steps: list[tuple[int, dict[str, float]]],
+        params: dict[str, Any] | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> None:
+        """One batched write of several steps' metrics (and params, tags): one store transaction."""
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _is_number(v)],
+            metrics=[Metric(k, float(v), now, step) for step, metrics in steps for k, v in metrics.items() if _is_number(v)],
             params=_params(params or {}),
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )

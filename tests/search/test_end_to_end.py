@@ -30,6 +30,7 @@ SPACE = {
         # The first baseline diverges (NaN loss): it must fail alone while the search goes on.
         "baseline": [{"optim.lr": 1.0e6}, {"optim.lr": 0.003, "loss.focal_gamma": 2.0}],
         "max_failures": 1,
+        "checkpoint_every_s": 0,  # every epoch: the retry, the kept checkpoint and the report need one
     },
     "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 1, "reduction_factor": 2},
     "resources": {"cpu": 1, "gpu": 0.5},
