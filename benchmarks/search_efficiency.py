@@ -3,6 +3,7 @@ classification task where the learning rate, weight decay, focal gamma and augme
 matter. Compared in one run:
 
 - ours: `run_search` = Optuna TPE + ASHA through Ray Tune (MLflow on);
+- ours_hyperband: the same search with `scheduler.brackets: 3` (asynchronous Hyperband);
 - ours_no_asha: the same search with `scheduler: none` (TPE alone);
 - random: Tune's BasicVariantGenerator, every trial its full epochs, no scheduler, our trainable;
 - optuna_hyperband: plain Optuna (TPESampler + HyperbandPruner), no Ray, calling `training.fit.fit`
@@ -19,6 +20,7 @@ import json
 import math
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,8 +48,15 @@ SPACE = {
 TARGET_SHARE = 0.99  # epochs to reach 99% of the best metric any method found
 
 
-def space(name: str, args: argparse.Namespace, seed: int, trials: int, asha: bool) -> dict[str, Any]:
-    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 2} if asha else {"name": "none"}
+# early stopping of each "ours" variant (scheduler section of the space file)
+SCHEDULERS = {
+    "ours": {"name": "asha", "grace_period": 1, "reduction_factor": 2},
+    "ours_hyperband": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "brackets": 3},
+    "ours_no_asha": {"name": "none"},
+}
+
+
+def space(name: str, args: argparse.Namespace, seed: int, trials: int, scheduler: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": name,
         "task": "classification",
@@ -70,12 +79,12 @@ def journal_curve(out_dir: Path) -> list[float]:
     return [e["metrics"].get(METRIC, 0.0) for e in events if "epoch" in e]
 
 
-def run_ours(args: argparse.Namespace, seed: int, results: Path, asha: bool) -> list[float]:
+def run_ours(args: argparse.Namespace, seed: int, results: Path, variant: str) -> list[float]:
     # ASHA stops most trials early: about 2.5 epochs per trial at reduction 2 (synchronous estimate);
     # a few more trials than that, and the curve is cut at the budget.
-    trials = math.ceil(args.budget / 2) if asha else args.budget // args.max_epochs
-    name = f"{'ours' if asha else 'ours_no_asha'}_s{seed}"
-    summary = run_our_search(space(name, args, seed, trials, asha), results)
+    scheduler = SCHEDULERS[variant]
+    trials = math.ceil(args.budget / 2) if scheduler["name"] == "asha" else args.budget // args.max_epochs
+    summary = run_our_search(space(f"{variant}_s{seed}", args, seed, trials, scheduler), results)
     return journal_curve(Path(summary["out_dir"]))
 
 
@@ -105,7 +114,7 @@ def run_random(args: argparse.Namespace, seed: int, results: Path) -> list[float
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.values.append(result.get(METRIC, 0.0))
 
-    plan = load_space(space(f"random_s{seed}", args, seed, args.budget // args.max_epochs, asha=False))
+    plan = load_space(space(f"random_s{seed}", args, seed, args.budget // args.max_epochs, SCHEDULERS["ours_no_asha"]))
     log = EpochLog()
     tuner = tune.Tuner(
         resourced_trainable(plan, 0.0),
@@ -123,10 +132,10 @@ def run_random(args: argparse.Namespace, seed: int, results: Path) -> list[float
 def run_optuna_hyperband(args: argparse.Namespace, seed: int) -> list[float]:
     """Plain Optuna, no Ray: TPE + HyperbandPruner, `fit` reporting each epoch, until the budget is spent."""
     from search.trainable import trial_config
-    from training.fit import EpochReport, fit
+    from training.fit import EpochReport, NonFiniteLossError, fit
     from training.runtime import Runtime
 
-    plan = load_space(space(f"optuna_s{seed}", args, seed, 1, asha=False))
+    plan = load_space(space(f"optuna_s{seed}", args, seed, 1, SCHEDULERS["ours_no_asha"]))
     values: list[float] = []
 
     def objective(trial: optuna.Trial) -> float:
@@ -147,7 +156,8 @@ def run_optuna_hyperband(args: argparse.Namespace, seed: int) -> list[float]:
 
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=args.max_epochs, reduction_factor=2)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
-    study.optimize(objective, callbacks=[stop_at_budget])
+    # a diverged trial (NaN loss) fails alone, as it does in our search
+    study.optimize(objective, callbacks=[stop_at_budget], catch=(NonFiniteLossError,))
     return values
 
 
@@ -156,8 +166,7 @@ def run_methods(args: argparse.Namespace, results: Path, after_seed: Callable) -
     the metric per epoch in the order spent, and the wall seconds per method; `after_seed(raw,
     seconds)` after each seed, so a long run stopped early keeps the seeds it finished."""
     methods: dict[str, Callable[[int], list[float]]] = {
-        "ours": lambda seed: run_ours(args, seed, results, asha=True),
-        "ours_no_asha": lambda seed: run_ours(args, seed, results, asha=False),
+        **{variant: partial(run_ours, args, results=results, variant=variant) for variant in SCHEDULERS},
         "random": lambda seed: run_random(args, seed, results),
         "optuna_hyperband": lambda seed: run_optuna_hyperband(args, seed),
     }
@@ -218,7 +227,7 @@ def summarize(args: argparse.Namespace, raw: dict[str, list[list[float]]], secon
         }
         rows.append([method, statistics.mean(per_method[method]["final_best"]), mean_epochs, f"{sum(r is not None for r in reached)}/{len(reached)}", seconds[method]])
     ours = per_method["ours"]["mean_epochs_to_target"]
-    ratios = {f"{m}/ours": per_method[m]["mean_epochs_to_target"] / ours for m in ("random", "optuna_hyperband", "ours_no_asha")}
+    ratios = {f"{m}/ours": per_method[m]["mean_epochs_to_target"] / ours for m in per_method if m != "ours"}
     figures = {
         "metric": METRIC, "space": SPACE, "seeds": args.seeds, "seeds_done": len(raw["ours"]), "budget_epochs": args.budget,
         "max_epochs": args.max_epochs, "images": args.images, "concurrency": args.concurrency, "best_found": best,

@@ -77,6 +77,12 @@ class SchedulerSettings(Section):
     max_epochs: int | None = Field(None, ge=1, description="epochs of a full trial (default: base train.epochs)")
     grace_period: int = Field(1, ge=1, description="epochs every trial gets before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="1/reduction_factor of trials go on at each rung")
+    brackets: int = Field(
+        1,
+        ge=1,
+        description="1 = ASHA; more = asynchronous Hyperband: bracket s lets its trials run grace_period * "
+        "reduction_factor**s epochs before any stop, a hedge for metrics that say little in the first epochs",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # Snapshot the experiment (trials, searcher, scheduler) every few seconds: a hard kill loses at most that.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
 
+import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -155,11 +156,15 @@ def build_scheduler(plan: SearchPlan):
     settings = plan.spec.scheduler
     if settings.name == "none":
         return FIFOScheduler()
+    if settings.brackets > 1:
+        # Tune draws each trial's bracket from NumPy's global generator: seeded, a search repeats
+        np.random.seed(plan.spec.search.seed)
     return ASHAScheduler(
         time_attr="epoch",
         max_t=plan.epochs,
         grace_period=min(settings.grace_period, plan.epochs),
         reduction_factor=settings.reduction_factor,
+        brackets=settings.brackets,
     )
 
 

@@ -1,10 +1,10 @@
-"""benchmarks/search_efficiency.py: four methods at an equal epoch budget, anytime curves and ratios."""
+"""benchmarks/search_efficiency.py: five methods at an equal epoch budget, anytime curves and ratios."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-METHODS = {"ours", "ours_no_asha", "random", "optuna_hyperband"}
+METHODS = {"ours", "ours_hyperband", "ours_no_asha", "random", "optuna_hyperband"}
 
 
 def test_search_efficiency_smoke_runs_every_method_within_the_budget(run_benchmark):

@@ -58,6 +58,15 @@ def test_build_scheduler_follows_the_space_file(plan, name, cls):
         assert scheduler._time_attr == "epoch" and scheduler._max_t == plan.epochs
 
 
+def test_asha_brackets_make_asynchronous_hyperband(plan):
+    plan.spec.scheduler.name, plan.spec.scheduler.brackets = "asha", 3
+    plan.spec.scheduler.grace_period, plan.spec.scheduler.reduction_factor = 1, 2
+    plan.base.train.epochs = 8
+    brackets = build_scheduler(plan)._brackets
+    # bracket s: the first stop can come after grace * rf**s epochs
+    assert [min(milestone for milestone, _ in b._rungs) for b in brackets] == [1, 2, 4]
+
+
 def test_build_searcher_uses_a_seeded_multivariate_tpe(plan):
     searcher = build_searcher(plan)
     sampler = searcher._sampler
