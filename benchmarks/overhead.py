@@ -42,14 +42,17 @@ def space(name: str, points: list[dict[str, Any]], epochs: int, images: int, siz
 def sequential(search_space: dict[str, Any], points: list[dict[str, Any]]) -> float:
     """(a): the same trial configs through `fit`, one after another, on the trial's 1 CPU thread."""
     from search.space import apply_values
-    from training.fit import fit
+    from training.fit import NonFiniteLossError, fit
     from training.runtime import Runtime
 
     base = load_space(search_space).base
     began = time.perf_counter()
     for point in points:
         cfg = apply_values(base, point)
-        fit(cfg, Runtime.for_trial(cfg, cpu=1, gpu=0))
+        try:
+            fit(cfg, Runtime.for_trial(cfg, cpu=1, gpu=0))
+        except NonFiniteLossError:  # a diverged config stops there, as its trial fails in the search
+            pass
     return time.perf_counter() - began
 
 

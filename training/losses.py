@@ -31,6 +31,16 @@ def create_loss(
     return LOSSES[cfg.name](cfg, class_names, good_class, class_weights)
 
 
+# (1 - p) is floored here: for 0 < gamma < 1 the slope of (1 - p)**gamma is infinite at p = 1, which a
+# confident, correct float32 prediction reaches exactly, and inf * (log 1 = 0) makes a NaN gradient.
+MIN_FOCAL_BASE = 1e-6
+
+
+def focal_modulation(p: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Focal loss's (1 - p)**gamma, with a finite gradient for every gamma >= 0."""
+    return (1 - p).clamp(min=MIN_FOCAL_BASE).pow(gamma)
+
+
 class FocalLoss(nn.Module):
     """Softmax focal loss (Lin et al. 2017): mean of -alpha_t (1 - p_t)^gamma log p_t.
 
@@ -52,7 +62,7 @@ class FocalLoss(nn.Module):
         if self.label_smoothing:
             ce = (1 - self.label_smoothing) * ce - self.label_smoothing * log_p.mean(dim=1)
         p_t = log_p.gather(1, target[:, None]).squeeze(1).exp()
-        loss = (1 - p_t).pow(self.gamma) * ce
+        loss = focal_modulation(p_t, self.gamma) * ce
         if self.alpha.numel():
             loss = self.alpha[target] * loss
         return loss.mean()
@@ -62,7 +72,7 @@ class FocalLoss(nn.Module):
         above for a one-hot t (up to how label smoothing enters)."""
         if self.label_smoothing:
             target = (1 - self.label_smoothing) * target + self.label_smoothing / target.shape[1]
-        terms = -target * (1 - log_p.exp()).pow(self.gamma) * log_p
+        terms = -target * focal_modulation(log_p.exp(), self.gamma) * log_p
         if self.alpha.numel():
             terms = terms * self.alpha
         return terms.sum(dim=1).mean()

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.config import LossConfig
+from training.losses import focal_modulation
 
 # a class seen in (almost) no training image, or in (almost) all, still gets a little of both weights
 ALPHA_RANGE = (0.01, 0.99)
@@ -60,7 +61,7 @@ class SigmoidFocalLoss(nn.Module):
         loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
         if self.gamma:
             p = torch.sigmoid(logits)
-            loss = loss * (1 - (p * targets + (1 - p) * (1 - targets))).pow(self.gamma)
+            loss = loss * focal_modulation(p * targets + (1 - p) * (1 - targets), self.gamma)
         if self.alpha.numel():
             loss = loss * (self.alpha * targets + (1 - self.alpha) * (1 - targets))
         return loss.mean()

@@ -118,3 +118,13 @@ def test_focal_loss_down_weights_easy_examples_more_than_hard_ones():
 
     # the share of cross-entropy focal loss keeps is larger for a misclassified (hard) sample
     assert kept(hard) > 10 * kept(easy)
+
+
+@pytest.mark.parametrize("gamma", [0.3, 0.5, 0.9])
+def test_focal_loss_fractional_gamma_has_finite_gradients_on_a_saturated_prediction(gamma):
+    # p_t rounds to exactly 1 in float32: (1 - p)**gamma has an infinite slope there for gamma < 1
+    logits = torch.tensor([[40.0, 0.0, 0.0], [0.5, 1.5, 0.0]], requires_grad=True)
+    for target in (torch.tensor([0, 2]), F.one_hot(torch.tensor([0, 2]), 3).float()):  # hard and soft targets
+        logits.grad = None
+        FocalLoss(gamma)(logits, target).backward()
+        assert torch.isfinite(logits.grad).all(), target

@@ -76,6 +76,13 @@ def test_sigmoid_focal_loss_matches_hand_computed_value():
     assert SigmoidFocalLoss(gamma, alpha)(logits, targets).item() == pytest.approx(by_hand, rel=1e-5)
 
 
+def test_sigmoid_focal_loss_fractional_gamma_has_finite_gradients_on_saturated_logits():
+    # sigmoid(40) is exactly 1 in float32: (1 - p_t)**0.5 has an infinite slope there
+    logits = torch.tensor([[40.0, -40.0, 0.3]], requires_grad=True)
+    SigmoidFocalLoss(0.5, torch.empty(0))(logits, torch.tensor([[1.0, 0.0, 1.0]])).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_cross_entropy_is_binary_cross_entropy_per_class():
     logits, targets = torch.randn(5, 3), torch.randint(0, 2, (5, 3)).float()
     loss = create_multilabel_loss(LossConfig(name="cross_entropy"), np.full(3, 0.5))
