@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny valid space file and a writer for space files under tmp_path."""
+"""Shared fixtures: a tiny valid space file, a writer for space files under tmp_path, and a real
+`python -m search run` of a space file."""
 
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,3 +50,18 @@ def one_cpu_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def run_search_cli(tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """`python -m search run` of a space (as a subprocess, under tmp_path/results); it must succeed.
+    Returns the search's summary.json."""
+
+    def run(space: dict[str, Any], timeout: int = 600) -> dict[str, Any]:
+        (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+        command = [sys.executable, "-m", "search", "run", "space.yaml", "--results", "results"]
+        proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads((tmp_path / "results" / space["name"] / "summary.json").read_text())
+
+    return run

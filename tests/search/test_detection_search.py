@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-import yaml
 from mlflow.tracking import MlflowClient
 
 DEFECTS = ["scratch", "rust", "chip", "crack"]
@@ -30,14 +25,8 @@ SPACE = {
 }
 
 
-def test_detection_search_logs_per_class_ap_to_nested_runs(tmp_path):
-    (tmp_path / "det.yaml").write_text(yaml.safe_dump(SPACE))
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", "run", "det.yaml", "--results", "results"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads((tmp_path / "results" / "tiny_detection" / "summary.json").read_text())
+def test_detection_search_logs_per_class_ap_to_nested_runs(run_search_cli):
+    summary = run_search_cli(SPACE)
     # both trials finished, each with one of the anchor ratio sets (lists pass through the search intact)
     assert [t["status"] for t in summary["trials"]] == ["DONE", "DONE"]
     ratio_sets = SPACE["space"]["model.anchor_ratios"]["choice"]

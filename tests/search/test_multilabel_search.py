@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-import yaml
 from mlflow.tracking import MlflowClient
 
 CLASSES = ["scratch", "rust", "chip", "crack"]
@@ -32,17 +27,8 @@ SPACE = {
 }
 
 
-def test_multilabel_search_logs_per_class_f1_to_nested_runs(tmp_path):
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", "run", "space.yaml", "--results", "results"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads((tmp_path / "results" / "tiny_multilabel" / "summary.json").read_text())
+def test_multilabel_search_logs_per_class_f1_to_nested_runs(run_search_cli):
+    summary = run_search_cli(SPACE, timeout=300)
     # both trials finished
     assert [t["status"] for t in summary["trials"]].count("FAILED") == 0 and len(summary["trials"]) == 2
     client = MlflowClient(summary["tracking"]["uri"])

@@ -3,11 +3,6 @@ teacher's kept ratio, per-class AP and the pseudo-score histogram artifact."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
-import yaml
 from mlflow.tracking import MlflowClient
 
 DEFECTS = ["scratch", "rust", "chip", "crack"]
@@ -31,14 +26,8 @@ SPACE = {
 }
 
 
-def test_semi_detection_search_logs_kept_ratio_per_class_ap_and_the_histogram(tmp_path):
-    (tmp_path / "semi.yaml").write_text(yaml.safe_dump(SPACE))
-    proc = subprocess.run(
-        [sys.executable, "-m", "search", "run", "semi.yaml", "--results", "results"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    summary = json.loads((tmp_path / "results" / "tiny_semi" / "summary.json").read_text())
+def test_semi_detection_search_logs_kept_ratio_per_class_ap_and_the_histogram(run_search_cli, tmp_path):
+    summary = run_search_cli(SPACE)
     assert [t["status"] for t in summary["trials"]] == ["DONE", "DONE"]
     client = MlflowClient(summary["tracking"]["uri"])
     experiment = client.get_experiment_by_name("tiny_semi")
