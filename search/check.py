@@ -26,7 +26,7 @@ import resource
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -40,14 +40,15 @@ from search.console import format_value
 from search.sampler import directions, make_sampler
 from search.space import apply_values, decode_trial, encode_point, optuna_space
 from search.spec import SearchPlan, load_plan
+from training import device_augment
 from training.config import TrainConfig
-from training.data import load_splits
+from training.data import cache, load_splits
 from training.data.box_stats import MATCH_IOU, RATIO_EDGES, BoxStats, box_stats
 from training.errors import ConfigError
 from training.fit import seed_everything, training_step
 from training.optim import create_optimizer
 from training.runtime import Runtime
-from training.tasks import Task, create_task
+from training.tasks import Task, create_task, get_task
 
 SAMPLES = 3
 WARMUP_LIMIT_S = 10.0  # a first call slower than this is not repeated: its (cold) time is reported
@@ -102,6 +103,7 @@ class CheckResult:
     samples: list[dict[str, Any]]  # decoded values (dotted key -> value), baselines first
     measurement: Measurement
     boxes: BoxStats | None = None  # detection data only
+    placement: list[str] = field(default_factory=list)  # where the data cache and the augmentation go
 
     @property
     def trial_s(self) -> float:
@@ -172,7 +174,7 @@ def train_step(task: Task, cfg: TrainConfig, batches: Iterator[Any]) -> Callable
 
     def step() -> None:
         task.model.train()
-        training_step(task, next(batches), optimizer, scaler, cfg.train.grad_clip, "the check's training step")
+        training_step(task, next(batches), optimizer, scaler, cfg.train.grad_clip)
 
     return step
 
@@ -241,11 +243,22 @@ def check_space_file(path: Path) -> CheckResult:
     samples = sample_configs(plan)
     cfg = apply_values(plan.base, samples[0])
     resources = plan.spec.resources
+    runtime = Runtime.for_trial(cfg, resources.cpu, resources.gpu)
     try:
-        measurement = measure(cfg, Runtime.for_trial(cfg, resources.cpu, resources.gpu))
+        measurement = measure(cfg, runtime)
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    return CheckResult(plan=plan, samples=samples, measurement=measurement, boxes=plan_box_stats(plan))
+    placement = data_placement(cfg, plan, runtime, measurement.train_images + measurement.val_images)
+    return CheckResult(plan=plan, samples=samples, measurement=measurement, boxes=plan_box_stats(plan), placement=placement)
+
+
+def data_placement(cfg: TrainConfig, plan: SearchPlan, runtime: Runtime, images: int) -> list[str]:
+    """Where a trial keeps its decoded images (data.cache) and runs its augmentation (augment.device)."""
+    device_ok = getattr(get_task(cfg.task), "device_batches_ok", True) and device_augment.device_capable(cfg)
+    kept = cache.plan_cache(cfg.data, images, runtime.device, runtime.gpu_fraction, device_ok)
+    searched = [key.removeprefix("augment.") for key in plan.space if key.startswith("augment.")]
+    where = device_augment.describe(cfg, searched, runtime.device, kept.mode == "device")
+    return [cache.describe(kept, cfg.data), where]
 
 
 def plan_box_stats(plan: SearchPlan) -> BoxStats | None:
@@ -379,6 +392,8 @@ def run_check(path: Path, console: Console) -> int:
         console.print("[yellow]note:[/] resources.gpu > 0 but no CUDA GPU here: measured on CPU")
     print_times(result, console)
     print_memory(result, console)
+    for line in result.placement:
+        console.print(line)
     if result.boxes is not None:
         print_box_stats(result.boxes, result.plan, console)
     return 0

@@ -1,4 +1,8 @@
-"""`python -m search VERB`: parse, call, and turn user errors into one line + exit 2."""
+"""`python -m search VERB`: parse, call, and turn user errors into one line + exit 2.
+
+Bad input is answered before torch, Ray or MLflow load (each costs seconds): every verb checks its
+files, paths and keys with torch-free code first and imports the heavy modules only after that.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from rich.console import Console
 from search.console import make_console
 from training.errors import ConfigError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_NO_FEASIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 
 
@@ -44,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     export = verbs.add_parser("export", help="write the best trial's training config")
     export.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
     export.add_argument("-o", "--output", type=Path, default=Path("best.yaml"), help="output YAML (default: best.yaml)")
+    export.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     export.add_argument(
         "--pick",
         help="choose by a rule instead of the best trial, e.g. 'min val/overkill_rate where val/miss_rate <= 0.02' "
@@ -73,15 +78,18 @@ def _apply_overrides(plan, args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    from search.spec import load_plan
+    from search.spec import check_plan, read_plan
+    from search.state import claim_out_dir
 
-    plan = load_plan(args.space)
+    plan = read_plan(args.space)
     _apply_overrides(plan, args)
     if not re.fullmatch(NAME_PATTERN, plan.name):
         raise ConfigError("--name", f"expected letters, digits, '.', '-' or '_', got '{plan.name}'")
+    claim_out_dir((args.results / plan.name).resolve())
+    check_plan(plan)  # the task's own checks: the first to load torch
     from search.runner import run_search
-    from training.tracking import default_tracking_uri
     from search.tuner import RunOptions
+    from training.tracking import default_tracking_uri
 
     uri = args.tracking_uri or plan.spec.tracking.uri or default_tracking_uri(args.results)
     options = RunOptions(
@@ -94,19 +102,46 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     return exit_code(run_search(plan, options, console))
 
 
-def exit_code(summary: dict | None) -> int:
+def outcome(summary: dict | None) -> tuple[int, str | None]:
+    """(exit code, one line for stderr) of a search: 0 with a best trial; 3 when trials finished but
+    none met the constraints (the user's bounds, not a failure of ours); 1 when every trial failed;
+    130 when interrupted."""
     if summary is None:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if summary["best"] is not None else EXIT_INTERNAL
+        return EXIT_INTERRUPTED, None
+    if summary["best"] is not None:
+        return EXIT_OK, None
+    finished = [t for t in summary["trials"] if t["status"] != "FAILED"]
+    if finished and summary.get("constraints"):
+        bounds = " and ".join(summary["constraints"])
+        return EXIT_NO_FEASIBLE, f"error: no trial met the constraints ({bounds}): {len(finished)} finished, none feasible"
+    return EXIT_INTERNAL, f"error: no trial produced {summary['metric']}: {len(summary['trials']) - len(finished)} failed"
+
+
+def exit_code(summary: dict | None) -> int:
+    code, line = outcome(summary)
+    if line:
+        print(line, file=sys.stderr)
+    return code
 
 
 def cmd_resume(args: argparse.Namespace, console: Console) -> int:
+    from search.layout import SUMMARY_FILE
+    from search.state import read_state
+
+    read_state(args.result_dir)
+    if (args.result_dir / SUMMARY_FILE).is_file():
+        raise ConfigError(None, "this search has finished; nothing to resume", args.result_dir)
     from search.runner import resume_search
 
     return exit_code(resume_search(args.result_dir, args.restart_unfinished, console))
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    from search.layout import SUMMARY_FILE
+
+    if not (args.result_dir / SUMMARY_FILE).is_file():
+        raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", args.result_dir)
+    refuse_overwrite(args.output, args.force)
     from search.export import export_best
 
     path = export_best(args.result_dir, args.output, args.pick)
@@ -114,17 +149,29 @@ def cmd_export(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def refuse_overwrite(output: Path, force: bool) -> None:
+    if output.exists() and not force:
+        raise ConfigError("--output", f"{output} exists; add --force to overwrite it, or choose another -o")
+
+
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    from search.spec import read_plan
+
+    read_plan(args.space)  # the file's mistakes before torch loads
     from search.check import run_check
 
     return run_check(args.space, console)
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from search.report import write_report
+    from search.layout import SUMMARY_FILE
 
     if args.top < 1:
         raise ConfigError("--top", f"expected a positive number of trials, got {args.top}")
+    if not (args.result_dir / SUMMARY_FILE).is_file():
+        raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", args.result_dir)
+    from search.report import write_report
+
     folder = write_report(args.result_dir, console, top=args.top)
     console.print(f"report written to {folder}")
     return EXIT_OK

@@ -11,11 +11,17 @@ import yaml
 
 from search.layout import SUMMARY_FILE
 from search.pick import default_rule_text, parse_rule, pick_trial
-from search.summary import read_summary
+from search.summary import read_summary, score_text
 from training.calibration import THRESHOLD_METRIC
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError
+
+
+def decision_threshold(trial: dict[str, Any]) -> float | None:
+    """The trial's last calibrated threshold: the model a retrain of the config ends with (a score
+    rule's average or best epoch is no threshold any model had)."""
+    return trial.get("last_metrics", trial["metrics"]).get(f"val/{THRESHOLD_METRIC}")
 
 
 def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:
@@ -24,10 +30,11 @@ def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> st
         f"config of search '{summary['name']}' (space file {summary['space_file']})",
         f"picked by: {picked_by}",
         f"trial {trial['trial_id']}, MLflow run {trial['mlflow_run_id']} in {summary['tracking']['uri']}",
-        f"{summary['metric']} = {trial['metrics'].get(summary['metric'])} ({summary['mode']}) after {trial['epochs']} epochs",
+        f"{summary['metric']} = {trial['metrics'].get(summary['metric'])} ({summary['mode']}) after {trial['epochs']} epochs, "
+        f"score: {score_text(summary)}",
         "its metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(trial["metrics"].items())),
     ]
-    threshold = trial["metrics"].get(f"val/{THRESHOLD_METRIC}")
+    threshold = decision_threshold(trial)
     if threshold is not None:
         lines.append(
             f"eval.decision_threshold = {threshold:.6g}: in deployment call an image defective when "
@@ -40,7 +47,7 @@ def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> st
 def exported_config(trial: dict[str, Any]) -> TrainConfig:
     """The trial's training config, with its calibrated decision threshold (when it reported one)."""
     config = copy.deepcopy(trial["config"])
-    threshold = trial["metrics"].get(f"val/{THRESHOLD_METRIC}")
+    threshold = decision_threshold(trial)
     if threshold is not None:
         config.setdefault("eval", {})["decision_threshold"] = threshold
     return validate_model(TrainConfig, config)

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from search.console import format_value
 from search.journal import TrialJournal
-from search.layout import JOURNAL_FILE, STATE_FILE, SUMMARY_FILE, TUNE_DIR
+from search.layout import JOURNAL_FILE, SPACE_FILE, STATE_FILE, SUMMARY_FILE, TUNE_DIR
 
 
 
@@ -78,6 +78,8 @@ def search_row(folder: Path) -> dict[str, Any] | None:
         return finished_row(folder, summary) if summary is not None else {**unfinished_row(folder), "status": "unreadable"}
     if (folder / TUNE_DIR).is_dir() or (folder / STATE_FILE).is_file():
         return unfinished_row(folder)
+    if (folder / SPACE_FILE).is_file():  # killed before it started: `run` takes the folder again
+        return {**unfinished_row(folder), "status": "not started"}
     return None
 
 

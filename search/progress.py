@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -13,6 +13,7 @@ from rich.table import Table
 from ray.tune import Callback
 
 from search.console import format_value, make_console, short_keys
+from search.constraints import Constraint, feasible, is_finite
 from search.journal import TrialJournal
 from search.tracking import failure_reason
 
@@ -26,7 +27,17 @@ class Progress(Callback):
     """Which trials run, their epoch and metric, and the best so far, while the search runs."""
 
     def __init__(
-        self, metric: str, mode: str, num_samples: int, param_keys: list[str], decode, console: Console, journal: Path
+        self,
+        metric: str,
+        mode: str,
+        num_samples: int,
+        param_keys: list[str],
+        decode,
+        console: Console,
+        journal: Path,
+        max_epochs: int,
+        scheduler: str = "ASHA",
+        constraints: Sequence[Constraint] = (),
     ):
         self.metric = metric
         self.sign = 1 if mode == "max" else -1
@@ -34,7 +45,11 @@ class Progress(Callback):
         self.param_keys = param_keys
         self.decode = decode  # trial.config -> {dotted key: value}
         self.console = console
+        self.max_epochs = max_epochs
+        self.scheduler = scheduler  # what stops a trial early besides the stop rules: ASHA, Hyperband or none
+        self.constraints = list(constraints)
         self.rows: dict[str, dict[str, Any]] = {}
+        # (value, trial) of the best finished feasible trial: the final pick's rule, and it never gets worse
         self.best: tuple[float, str] | None = None
         self.started = time.monotonic()
         self.live: Live | None = None
@@ -48,7 +63,11 @@ class Progress(Callback):
     def setup(self, **info) -> None:
         self.console = self.console or make_console()  # None when Tune restored this callback on resume
         self.started = time.monotonic()
-        self.done_before = len(TrialJournal(self.journal).ended)
+        journal = TrialJournal(self.journal)
+        self.done_before = len(journal.ended)
+        for trial_id, end in journal.ended.items():  # the best of the trials finished before a resume
+            if end == "FINISHED" and journal.history.get(trial_id):
+                self._offer(journal.history[trial_id][-1], trial_id)
         if self.console.is_terminal:
             self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=True)
             self.live.start()
@@ -73,18 +92,18 @@ class Progress(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         row = self._row(trial)
         row["epoch"] = int(result.get("epoch", 0))
-        value = result.get(self.metric, math.nan)
-        row["value"] = value
-        self.best = self._best_latest()
-        self._event(trial, f"epoch {row['epoch']} {self.metric}={format_value(value)}{self._best_text()}")
+        row["value"] = result.get(self.metric, math.nan)
+        row["last"] = {k: v for k, v in result.items() if "/" in k}  # metrics only: rows are pickled with Tune's state
+        self._event(trial, f"epoch {row['epoch']} {self.metric}={format_value(row['value'])}{self._best_text()}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._row(trial)["status"] = "DONE"
-        self._event(trial, f"done after {self._row(trial)['epoch']} epochs; {self._counts()}")
+        row = self._row(trial)
+        row["status"] = "DONE"
+        self._offer(row.get("last") or {}, trial.trial_id)
+        self._event(trial, f"{self._ending(trial.trial_id, row['epoch'])}; {self._counts()}{self._best_text()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._row(trial)["status"] = "FAILED"
-        self.best = self._best_latest()
         self._event(trial, f"failed: {failure_reason(trial)}; {self._counts()}")
 
     def on_experiment_end(self, trials, **info) -> None:
@@ -92,17 +111,26 @@ class Progress(Callback):
             self.live.stop()
             self.live = None
 
-    def _best_latest(self) -> tuple[float, str] | None:
-        """Best of each trial's latest value: the rule the final pick uses (last reported epoch)."""
-        scored = [
-            (row["value"], trial_id)
-            for trial_id, row in self.rows.items()
-            if row["status"] != "FAILED" and isinstance(row["value"], (int, float)) and math.isfinite(row["value"])
-        ]
-        return max(scored, key=lambda item: self.sign * item[0], default=None)
+    def _ending(self, trial_id: str, epochs: int) -> str:
+        """How a trial that did not fail ended: its full budget, a stop rule, or the scheduler."""
+        ran = f"{epochs} epoch" + ("" if epochs == 1 else "s")
+        if epochs >= self.max_epochs:
+            return f"done after {ran}"
+        reason = TrialJournal(self.journal).stop_reasons.get(trial_id)
+        if reason:
+            return f"stopped early after {ran}: {reason}"
+        return f"stopped early by {self.scheduler} after {ran}" if self.scheduler != "none" else f"stopped after {ran}"
+
+    def _offer(self, metrics: dict[str, Any], trial_id: str) -> None:
+        """A finished trial's last metrics: its value becomes the best if finite, feasible and better."""
+        value = metrics.get(self.metric)
+        if not is_finite(value) or not feasible(metrics, self.constraints):
+            return
+        if self.best is None or self.sign * value > self.sign * self.best[0]:
+            self.best = (float(value), trial_id)
 
     def _best_text(self) -> str:
-        return f" (best {format_value(self.best[0])} by {self.best[1]})" if self.best else ""
+        return f" (best finished {format_value(self.best[0])} by {self.best[1]})" if self.best else ""
 
     def elapsed(self) -> str:
         return clock(time.monotonic() - self.started)

@@ -7,7 +7,6 @@ effective space), the trial journal and Tune's own experiment state (trials, sea
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import time
@@ -21,12 +20,22 @@ from ray import tune
 
 from search.export import best_config_yaml
 from search.journal import TrialJournal
-from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, STATE_FILE, SUMMARY_FILE
+from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, SUMMARY_FILE
 from search.progress import Progress
 from search.spec import SearchPlan, load_plan
+from search.state import claim_out_dir, discard_unstarted, read_state, write_atomic, write_state
 from search.stopping import LossRules
 from search.report.pareto import write_pareto
-from search.summary import is_feasible, numeric_metrics, pick_best, print_summary, trial_status, write_summary
+from search.summary import (
+    is_feasible,
+    numeric_metrics,
+    pick_best,
+    print_summary,
+    score_text,
+    trial_metrics,
+    trial_status,
+    write_summary,
+)
 from search.tracking import TrialTracking
 from search.trainable import trial_config
 from search.tuner import (
@@ -36,19 +45,10 @@ from search.tuner import (
     init_ray,
     resourced_trainable,
     searched_values,
-    trial_params,
     tune_location,
 )
 from training.errors import ConfigError
 from training.tracking import Tracker
-
-
-def check_out_dir_free(out_dir: Path) -> None:
-    """A second search under the same name never overwrites the first."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ConfigError(
-            "--name", f"{out_dir} already holds a search; choose another --name, or resume it with: python -m search resume {out_dir}"
-        )
 
 
 def experiment_name(plan: SearchPlan) -> str:
@@ -70,24 +70,19 @@ def write_effective_space(plan: SearchPlan, out_dir: Path) -> Path:
     """The space as run (command-line overrides included): what resume reads back."""
     spec = plan.spec.model_dump(mode="json", exclude_unset=True)
     spec["name"] = plan.name
-    path = out_dir / SPACE_FILE
-    path.write_text(f"# effective space of search '{plan.name}' (from {plan.path})\n" + yaml.safe_dump(spec, sort_keys=False))
-    return path
+    text = f"# effective space of search '{plan.name}' (from {plan.path})\n" + yaml.safe_dump(spec, sort_keys=False)
+    return write_atomic(out_dir / SPACE_FILE, text)
 
 
-def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[str, Any]:
-    """Run a new search; returns the summary also written to OUT/summary.json."""
+def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[str, Any] | None:
+    """Run a new search; returns the summary also written to OUT/summary.json (None when interrupted).
+
+    space.yaml and search.json come first, before Ray starts: from then on `resume` continues the
+    search, whatever second it is killed at (before that, the folder holds no search and `run` takes it)."""
     out_dir = options.out_dir.resolve()
-    check_out_dir_free(out_dir)
-    console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
-    init_ray(options.address, out_dir.parent)
-    gpu = gpu_per_trial(plan.spec.resources.gpu, options.require_gpu, console)
+    claim_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    space_copy = write_effective_space(plan, out_dir)
-    tracker = Tracker(options.tracking_uri, experiment_name(plan), artifact_root=out_dir.parent / "mlartifacts")
-    parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
-    tracker.log(parent, params=search_params(plan, gpu))
-    tracker.log_artifact(parent, space_copy)
+    write_effective_space(plan, out_dir)
     storage_path, name = tune_location(out_dir, plan.name, options.storage)
     state = {
         "name": plan.name,
@@ -95,34 +90,22 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "out_dir": str(out_dir),
         "tune_path": f"{storage_path.rstrip('/')}/{name}",
         "address": options.address,
-        "gpu": gpu,
+        "require_gpu": options.require_gpu,
+        "gpu": None,  # decided once Ray is up
         "started_at": datetime.now(timezone.utc).isoformat(),
-        "tracking": {"uri": tracker.uri, "experiment": experiment_name(plan), "parent_run_id": parent},
+        "tracking": {"uri": options.tracking_uri, "experiment": experiment_name(plan), "parent_run_id": None},
     }
-    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
-    journal = out_dir / JOURNAL_FILE
-    callbacks = [
-        TrialTracking(tracker, parent, trial_params(plan), plan.epochs, journal),
-        progress_view(plan, console, journal),
-    ]
-    tuner = build_tuner(plan, gpu, (storage_path, name), callbacks, LossRules(plan.spec.stop, journal))
-    return fit_and_finish(tuner, plan, state, tracker, console)
+    write_state(out_dir, state)
+    console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
+    try:
+        return launch(plan, state, console)
+    except ConfigError:
+        if state["tracking"]["parent_run_id"] is None:  # refused before anything ran: leave nothing behind
+            discard_unstarted(out_dir)
+        raise
 
 
-def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
-    settings = plan.spec.search
-    keys = list(plan.space)
-    return Progress(settings.metric, settings.mode, settings.num_samples, keys, searched_values(plan), console, journal)
-
-
-def read_state(result_dir: Path) -> dict[str, Any]:
-    path = result_dir / STATE_FILE
-    if not path.is_file():
-        raise ConfigError(None, f"no {STATE_FILE} here: not a search's result folder", result_dir)
-    return json.loads(path.read_text())
-
-
-def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) -> dict[str, Any]:
+def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) -> dict[str, Any] | None:
     """Continue an interrupted search: finished trials kept, unfinished ones from their last checkpoint
     (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs."""
     result_dir = result_dir.resolve()
@@ -131,16 +114,76 @@ def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) 
         raise ConfigError(None, "this search has finished; nothing to resume", result_dir)
     plan = load_plan(result_dir / SPACE_FILE)
     console.print(f"resuming search '{plan.name}' from {result_dir}")
-    init_ray(state["address"], result_dir.parent)
-    tracker = Tracker(state["tracking"]["uri"], state["tracking"]["experiment"])
-    tracker.client.update_run(state["tracking"]["parent_run_id"], status="RUNNING")
-    unfinished = tune.ResumeConfig.ResumeType.RESTART if restart_unfinished else tune.ResumeConfig.ResumeType.RESUME
-    tuner = tune.Tuner.restore(
-        state["tune_path"],
-        trainable=resourced_trainable(plan, state["gpu"]),
-        _resume_config=tune.ResumeConfig(unfinished=unfinished),
-    )
+    return launch(plan, state, console, restart_unfinished)
+
+
+def launch(plan: SearchPlan, state: dict[str, Any], console: Console, restart_unfinished: bool = False):
+    """Ray, the GPU share, the MLflow parent run, the tuner: each made once and recorded in search.json,
+    so a search killed at any point finds what it had and makes the rest."""
+    out_dir = Path(state["out_dir"])
+    init_ray(state["address"], out_dir.parent)
+    if state["gpu"] is None:
+        state["gpu"] = gpu_per_trial(plan.spec.resources.gpu, state.get("require_gpu", False), console)
+    tracking = state["tracking"]
+    tracker = Tracker(tracking["uri"], tracking["experiment"], artifact_root=out_dir.parent / "mlartifacts")
+    if tracking["parent_run_id"] is None:
+        tracking["parent_run_id"] = start_parent_run(tracker, plan, state["gpu"], out_dir)
+    else:
+        tracker.client.update_run(tracking["parent_run_id"], status="RUNNING")
+    write_state(out_dir, state)
+    if tune_state_saved(state["tune_path"]):
+        unfinished = tune.ResumeConfig.ResumeType.RESTART if restart_unfinished else tune.ResumeConfig.ResumeType.RESUME
+        tuner = tune.Tuner.restore(
+            state["tune_path"],
+            trainable=resourced_trainable(plan, state["gpu"]),
+            _resume_config=tune.ResumeConfig(unfinished=unfinished),
+        )
+    else:
+        tuner = new_tuner(plan, state, tracker, console)
     return fit_and_finish(tuner, plan, state, tracker, console)
+
+
+def start_parent_run(tracker: Tracker, plan: SearchPlan, gpu: float, out_dir: Path) -> str:
+    parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
+    tracker.log(parent, params=search_params(plan, gpu))
+    tracker.log_artifact(parent, out_dir / SPACE_FILE)
+    return parent
+
+
+def tune_state_saved(tune_path: str) -> bool:
+    """Whether Tune saved an experiment snapshot to restore; a search killed before its first one
+    (seconds in) starts its tuner afresh, and the trials it had begun are closed as orphans at the end."""
+    if "://" in tune_path:
+        return tune.Tuner.can_restore(tune_path)
+    return any(Path(tune_path).glob("experiment_state-*.json"))
+
+
+def new_tuner(plan: SearchPlan, state: dict[str, Any], tracker: Tracker, console: Console) -> tune.Tuner:
+    out_dir = Path(state["out_dir"])
+    journal = out_dir / JOURNAL_FILE
+    callbacks = [
+        TrialTracking(tracker, state["tracking"]["parent_run_id"], plan, journal),
+        progress_view(plan, console, journal),
+    ]
+    location = tuple(state["tune_path"].rsplit("/", 1))
+    return build_tuner(plan, state["gpu"], location, callbacks, LossRules(plan.spec.stop, journal))
+
+
+def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
+    settings, scheduler = plan.spec.search, plan.spec.scheduler
+    stopper = "none" if scheduler.name == "none" else ("ASHA" if scheduler.brackets == 1 else "Hyperband")
+    return Progress(
+        settings.metric,
+        settings.mode,
+        settings.num_samples,
+        list(plan.space),
+        searched_values(plan),
+        console,
+        journal,
+        max_epochs=plan.epochs,
+        scheduler=stopper,
+        constraints=plan.constraints,
+    )
 
 
 def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], tracker: Tracker, console: Console):
@@ -187,6 +230,7 @@ def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: Tri
         "constraints": [c.text for c in plan.constraints],
         "space_keys": list(plan.space),
         "max_epochs": plan.epochs,
+        "score": settings.score,
         "started_at": state["started_at"],
         "duration_s": seconds,
         "tracking": state["tracking"],
@@ -199,13 +243,15 @@ def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: Tri
 
 def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: dict[str, str]) -> list[dict[str, Any]]:
     """One record per trial; its config is complete and retrainable, logging where the search logged."""
-    trials = []
+    trials, settings = [], plan.spec.search
     for result in results:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name
         epochs = int(metrics.get("epoch", 0))
         config = trial_config(plan.base, plan.space, result.config).model_dump(mode="json")
-        status, numbers = trial_status(result.error, epochs, plan.epochs), numeric_metrics(metrics)
+        history = journal.history.get(trial_id, [])
+        status = trial_status(result.error, epochs, plan.epochs)
+        numbers = trial_metrics(metrics, history, settings.score, settings.metric, settings.mode)
         trials.append(
             {
                 "trial_id": trial_id,
@@ -213,10 +259,11 @@ def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: d
                 "feasible": is_feasible(status, numbers, plan.constraints),
                 "epochs": epochs,
                 "metrics": numbers,
+                "last_metrics": numeric_metrics(metrics),
                 "params": searched_values(plan)(result.config),
                 "config": {**config, "tracking": tracking},
                 "mlflow_run_id": journal.run_ids.get(trial_id),
-                "history": journal.history.get(trial_id, []),
+                "history": history,
                 "stop_reason": journal.stop_reasons.get(trial_id),
                 "checkpoint": result.checkpoint.path if result.checkpoint else None,
                 "error": str(result.error).strip().splitlines()[-1] if result.error else None,
@@ -229,10 +276,18 @@ def close_orphans(tracker: Tracker, journal: TrialJournal, summary: dict[str, An
     """Trials started after Tune's last experiment snapshot before a hard kill are unknown to the
     restored search (it sampled afresh instead); their MLflow runs are closed as KILLED, not left RUNNING."""
     known = {t["trial_id"] for t in summary["trials"]}
-    for trial_id, run_id in journal.run_ids.items():
-        if trial_id not in known:
-            tracker.log(run_id, tags={"orphaned": "started before a hard kill, after the last saved experiment state"})
-            tracker.end_run(run_id, "KILLED")
+    orphans = {run_id for trial_id, run_id in journal.run_ids.items() if trial_id not in known}
+    # a kill between a trial run's creation and its journal line leaves a run no journal names: once the
+    # search has ended every trial run is closed, so a nested run still RUNNING is one of those
+    parent = summary["tracking"]["parent_run_id"]
+    running = f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'RUNNING'"
+    orphans |= {run.info.run_id for run in tracker.client.search_runs([tracker.experiment_id], filter_string=running)}
+    for run_id in sorted(orphans):
+        # renamed: the restored search names its trial of the same index as this one was named
+        name = f"{tracker.client.get_run(run_id).info.run_name} (orphaned)"
+        orphaned = "started before a hard kill, after the last saved experiment state"
+        tracker.log(run_id, tags={"orphaned": orphaned, "mlflow.runName": name})
+        tracker.end_run(run_id, "KILLED")
 
 
 def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_dir: Path) -> None:
@@ -243,8 +298,8 @@ def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_di
             tracker.log_artifact(parent, path)
     best = summary["best"]
     if best is not None:
-        (out_dir / BEST_FILE).write_text(best_config_yaml(summary))
-        tags = {"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"]}
+        write_atomic(out_dir / BEST_FILE, best_config_yaml(summary))
+        tags = {"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"], "best_score": score_text(summary)}
         tracker.log(parent, metrics=best["metrics"], params={f"best.{k}": v for k, v in best["params"].items()}, tags=tags)
         tracker.log_artifact(parent, out_dir / BEST_FILE)
     tracker.log_artifact(parent, write_summary(out_dir, summary))

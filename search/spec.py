@@ -10,11 +10,15 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from search.constraints import Constraint, parse_constraint
-from search.space import Distribution, check_space, get_dotted, parse_space
+from search.space import Distribution, check_dotted_key, check_space, get_dotted, parse_space
 from training.config import Section, TrackingConfig, TrainConfig
 from training.config_file import read_yaml, suggestion, validate_model
+from training.data.registry import check_data
 from training.errors import ConfigError
-from training.tasks import get_task
+from training.task_keys import check_reads, check_task_name
+
+# Nothing here imports torch, Ray or MLflow at module level: `read_plan` answers a mistake in the file,
+# its paths or its keys in well under a second; only `check_plan` (the task's own checks) loads torch.
 
 
 class Objective(Section):
@@ -51,6 +55,11 @@ class SearchSettings(Section):
     keep_checkpoints: int = Field(
         1, ge=1, description="checkpoints kept per trial: its best k by the metric (the latest is kept too, to resume)"
     )
+    score: Literal["last", "best", "ema"] = Field(
+        "ema",
+        description="a trial's value for the sampler, the best trial and export: its last epoch, its best epoch, "
+        "or a moving average over epochs (search/score.py)",
+    )
     checkpoint_every_s: float = Field(
         10.0,
         ge=0,
@@ -78,10 +87,11 @@ class SchedulerSettings(Section):
     grace_period: int = Field(1, ge=1, description="epochs every trial gets before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="1/reduction_factor of trials go on at each rung")
     brackets: int = Field(
-        1,
+        3,
         ge=1,
         description="1 = ASHA; more = asynchronous Hyperband: bracket s lets its trials run grace_period * "
-        "reduction_factor**s epochs before any stop, a hedge for metrics that say little in the first epochs",
+        "reduction_factor**s epochs before any stop, a hedge for metrics that say little in the first epochs "
+        "(default 3: the best scheduler in benchmarks/search_efficiency.py)",
     )
 
     @model_validator(mode="before")
@@ -90,17 +100,29 @@ class SchedulerSettings(Section):
         return {"name": value} if isinstance(value, str) else value
 
 
+# 0.333 is read as a third of a card: shares within this of 1/n count as 1/n
+GPU_SHARE_TOLERANCE = 0.01
+
+
 class ResourceSettings(Section):
     """What one trial gets."""
 
     cpu: float = Field(1.0, gt=0, description="CPUs per trial (also its torch thread count)")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial; a fraction such as 0.25 packs 4 trials on a card")
+    gpu: float = Field(
+        0.0, ge=0, description="GPU share per trial: 0, 1, or 1/n (0.5, 0.25, ...) to pack n trials on a card"
+    )
 
     @field_validator("gpu")
     @classmethod
-    def _fraction_or_whole(cls, value: float) -> float:
-        if value > 1 and not float(value).is_integer():
-            raise ValueError(f"expected a fraction in (0, 1] or a whole number of GPUs, got {value}")
+    def _one_card_or_a_divisor(cls, value: float) -> float:
+        if value > 1:  # Runtime.for_trial trains on one device: a second card would sit idle
+            raise ValueError(f"a trial trains on one GPU; use 1, or 1/n to pack n trials per card, got {value:g}")
+        share = round(1 / value) if value > 0 else 0
+        if value > 0 and abs(share * value - 1) > GPU_SHARE_TOLERANCE:
+            raise ValueError(
+                f"{value:g} does not divide a card ({int(1 / value)} trials leave {1 - int(1 / value) * value:.2g} of it idle); "
+                f"use 1/n, e.g. {1 / max(share, 1):.3g} or {1 / (share + 1):.3g}"
+            )
         return value
 
 
@@ -156,8 +178,13 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
     merged = copy.deepcopy(spec.base)
     merged["task"] = spec.task
     merged["data"] = {**merged.get("data", {}), **spec.data}
-    if spec.scheduler.max_epochs:
-        merged.setdefault("train", {})["epochs"] = spec.scheduler.max_epochs
+    train = merged.get("train") or {}
+    if isinstance(train, dict):  # anything else is left to the validation below, which names the key
+        merged["train"] = train = {**train}
+        if spec.scheduler.max_epochs:
+            train["epochs"] = spec.scheduler.max_epochs
+        # the trial's thread count is part of what it computes: recorded so that an exported config retrains the same
+        train.setdefault("cpu_threads", max(1, int(spec.resources.cpu)))
     try:
         return validate_model(TrainConfig, merged)
     except ConfigError as exc:
@@ -166,8 +193,7 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
         raise (exc if top_level else exc.with_prefix("base")) from None
 
 
-def _check_metrics(spec: SearchSpec, base: TrainConfig) -> None:
-    known = get_task(base.task).metric_names(base)
+def _check_metrics(spec: SearchSpec, base: TrainConfig, known: list[str]) -> None:
     # objectives first: search.metric may be a copy of the first one, and the error should name where it was written
     named = [(f"search.objectives.{i}.metric", o.metric) for i, o in enumerate(spec.search.objectives)]
     named += [("search.metric", spec.search.metric), ("stop.metric", spec.stop.metric)]
@@ -180,19 +206,14 @@ def _check_metrics(spec: SearchSpec, base: TrainConfig) -> None:
             raise ConfigError(f"search.objectives.{i}.metric", f"'{metric}' is already an objective")
 
 
-def _constraints(spec: SearchSpec, base: TrainConfig) -> list[Constraint]:
-    """search.constraints parsed, each on a metric the task reports."""
-    known = get_task(base.task).metric_names(base)
-    parsed = []
-    for i, text in enumerate(spec.search.constraints):
-        constraint = parse_constraint(text, f"search.constraints.{i}")
+def _check_constraint_metrics(constraints: list[Constraint], task: str, known: list[str]) -> None:
+    """Each of search.constraints on a metric the task reports."""
+    for i, constraint in enumerate(constraints):
         if constraint.metric not in known:
             raise ConfigError(
                 f"search.constraints.{i}",
-                f"task '{base.task}' does not report '{constraint.metric}'" + suggestion(constraint.metric, known),
+                f"task '{task}' does not report '{constraint.metric}'" + suggestion(constraint.metric, known),
             )
-        parsed.append(constraint)
-    return parsed
 
 
 def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distribution]) -> list[dict[str, Any]]:
@@ -214,22 +235,50 @@ def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distr
     return points
 
 
-def load_plan(path: str | Path) -> SearchPlan:
-    """Read and check a space file; every error is a ConfigError naming the file and key."""
+def _check_searched_keys(task: str, space: dict[str, Distribution]) -> None:
+    """Every searched key is a training-config value that the task reads."""
+    if not space:
+        raise ConfigError("space", "expected at least one searched key")
+    for key in space:
+        check_dotted_key(key, f"space.{key}")
+        check_reads(task, key, f"space.{key}")
+
+
+def read_plan(path: str | Path) -> SearchPlan:
+    """The checks that need no torch: YAML, schema, base config, task name, data paths, searched keys
+    (known and read by the task), ranges, baselines, constraint syntax. A ConfigError names file and key."""
     path = Path(path)
     try:
         spec = validate_model(SearchSpec, read_yaml(path))
+        check_task_name(spec.task)
         base = _base_config(spec)
-        task = get_task(base.task)
-        task.check(base)
+        check_data(base.data)
         space = parse_space(spec.space)
-        if not space:
-            raise ConfigError("space", "expected at least one searched key")
-        check_space(base, space, task.check)
-        _check_metrics(spec, base)
-        constraints = _constraints(spec, base)
+        _check_searched_keys(base.task, space)
+        constraints = [parse_constraint(text, f"search.constraints.{i}") for i, text in enumerate(spec.search.constraints)]
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    name = spec.name or path.stem
-    return SearchPlan(path, spec, name, base, space, baseline, constraints)
+    return SearchPlan(path, spec, spec.name or path.stem, base, space, baseline, constraints)
+
+
+def check_plan(plan: SearchPlan) -> None:
+    """The task's own checks (model names through timm, every range end, metric names): these load torch."""
+    from training.tasks import get_task
+
+    task = get_task(plan.base.task)
+    try:
+        task.check(plan.base)
+        check_space(plan.base, plan.space, task.check)
+        known = task.metric_names(plan.base)
+        _check_metrics(plan.spec, plan.base, known)
+        _check_constraint_metrics(plan.constraints, plan.base.task, known)
+    except ConfigError as exc:
+        raise exc.with_file(plan.path) from None
+
+
+def load_plan(path: str | Path) -> SearchPlan:
+    """Read and check a space file; every error is a ConfigError naming the file and key."""
+    plan = read_plan(path)
+    check_plan(plan)
+    return plan

@@ -53,6 +53,7 @@ class LossRules(Stopper):
         reason = plateau_reason(losses, s.patience_epochs) or variance_reason(losses, s.window, s.max_loss_variance_increase)
         if reason:
             self.journal.record({"trial": trial_id, "stop": reason})
+            result["stop_reason"] = reason  # the trial's last result: the searcher tells Optuna it finished, not pruned
         return reason is not None
 
     def stop_all(self) -> bool:

@@ -14,6 +14,8 @@ from search.console import format_value, short_keys
 from search.constraints import Constraint, feasible
 from search.layout import SUMMARY_FILE
 from search.pareto import front_trials
+from search.state import write_atomic
+from search.score import describe, scored_metrics
 
 
 def trial_status(error: Any, epochs: int, max_epochs: int) -> str:
@@ -31,14 +33,25 @@ def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def trial_metrics(last: dict[str, Any], history: list[dict[str, Any]], rule: str, metric: str, mode: str) -> dict[str, float]:
+    """The metrics that stand for a trial under the score rule `rule`, from its epochs in the journal
+    (its last reported metrics when the journal has none)."""
+    return scored_metrics(history, rule, metric, mode) or numeric_metrics(last)
+
+
+def score_text(summary: dict[str, Any]) -> str:
+    """Which epochs a trial's metrics come from, e.g. 'ema (moving average over epochs, weight 0.5)'."""
+    return describe(summary.get("score", "last"))
+
+
 def is_feasible(status: str, metrics: dict[str, Any], constraints: list[Constraint]) -> bool:
     """A trial that did not fail and whose last reported metrics meet every constraint."""
     return status != "FAILED" and feasible(metrics, constraints)
 
 
 def pick_best(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
-    """The trial whose last reported `metric` is best; failed and infeasible trials and missing
-    values never win."""
+    """The trial whose `metric` (under the search's score rule) is best; failed and infeasible trials
+    and missing values never win."""
     sign = 1 if mode == "max" else -1
     scored = [t for t in trials if t["status"] != "FAILED" and t.get("feasible", True) and metric in t["metrics"]]
     return max(scored, key=lambda t: sign * t["metrics"][metric], default=None)
@@ -67,9 +80,8 @@ def print_front(summary: dict[str, Any], console: Console) -> None:
 
 
 def write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
-    path = out_dir / SUMMARY_FILE
-    path.write_text(json.dumps(summary, indent=2, default=str))
-    return path
+    # atomic: summary.json marks a finished search, so a kill while writing it must not leave half of one
+    return write_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2, default=str))
 
 
 def read_summary(result_dir: Path) -> dict[str, Any]:
@@ -91,7 +103,8 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     # a wide space would squeeze every column to an ellipsis: its values are on the `best:` line instead
     keys = list(summary["space_keys"]) if len(summary["space_keys"]) <= MAX_TABLE_KEYS else []
     constrained = bool(summary.get("constraints"))
-    table = Table(title=f"top trials of '{summary['name']}' by {metric} ({mode})", title_justify="left")
+    title = f"top trials of '{summary['name']}' by {metric} ({mode}), score: {score_text(summary)}"
+    table = Table(title=title, title_justify="left")
     for header in ["trial", "status", "epochs", *short_keys(keys), metric, *(["feasible"] if constrained else [])]:
         table.add_column(header)
     for trial in ranked(summary["trials"], metric, mode)[:top]:
@@ -111,7 +124,8 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
         console.print("[red]no trial produced the metric" + (" and met the constraints" if constrained else "") + "[/]")
         return
     values = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
-    console.print(f"best: {best['trial_id']} {metric}={format_value(best['metrics'][metric])} with {values}")
+    score = f"{metric}={format_value(best['metrics'][metric])} (score: {summary.get('score', 'last')})"
+    console.print(f"best: {best['trial_id']} {score} with {values}")
     console.print(f"results: {summary['out_dir']}  (best config: {summary['out_dir']}/best.yaml)")
     tracking = summary["tracking"]
     console.print(f"MLflow:  {mlflow_view_hint(tracking['uri'])}  (experiment '{tracking['experiment']}')")

@@ -13,10 +13,8 @@ from typing import Any
 
 from rich.console import Console
 
-from search.constraints import Constraint
 from search.spec import SearchPlan
 from search.space import decode_trial, encode_point, optuna_space
-from training.tracking import flatten
 from training.errors import ConfigError
 
 # Before Ray is imported: no auto CSV/JSON/TensorBoard loggers (MLflow is our record), no log dedup noise.
@@ -37,11 +35,11 @@ logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from search.layout import TUNE_DIR  # noqa: E402
 from search.sampler import make_sampler, objectives  # noqa: E402
-from search.trainable import make_trainable, trial_config  # noqa: E402
+from search.study import TruthfulOptunaSearch  # noqa: E402
+from search.trainable import make_trainable  # noqa: E402
 
 
 @dataclass
@@ -115,40 +113,24 @@ def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> floa
     return 0.0
 
 
-class ConstrainedOptunaSearch(OptunaSearch):
-    """OptunaSearch that also tells the sampler, before each finished trial's values, how far the
-    trial's last result is past each constraint (Optuna's `Trial.set_constraint`: > 0 = infeasible).
-
-    Tune's OptunaSearch runs no objective function where a trial could set them itself; its state
-    (the Optuna trials and study) is pickled whole by `save`, so the constraints resume with it.
-    """
-
-    def __init__(self, *args, constraints: list[Constraint] | None = None, **kwargs):
-        self._constraints = list(constraints or [])
-        super().__init__(*args, **kwargs)
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if result and ot_trial is not None and trial_id not in self._completed_trials:
-            for constraint in self._constraints:
-                ot_trial.set_constraint(constraint.text, constraint.violation(result))
-        super().on_trial_complete(trial_id, result, error)
-
-
-def build_searcher(plan: SearchPlan) -> OptunaSearch:
-    """One metric and mode, or lists of them for a multi-objective search."""
+def build_searcher(plan: SearchPlan) -> TruthfulOptunaSearch:
+    """One metric and mode, or lists of them for a multi-objective search; the study is told each
+    epoch and how each trial ended (search/study.py)."""
     metrics, modes = objectives(plan)
     multi = bool(plan.spec.search.objectives)
     points = [encode_point(plan.space, point) for point in plan.baseline]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return ConstrainedOptunaSearch(
+        return TruthfulOptunaSearch(
             space=optuna_space(plan.space),
             metric=metrics if multi else metrics[0],
             mode=modes if multi else modes[0],
             points_to_evaluate=points or None,
             sampler=make_sampler(plan),
             constraints=plan.constraints,
+            max_epochs=plan.epochs,
+            score=plan.spec.search.score,
+            score_by=(plan.spec.search.metric, plan.spec.search.mode),
         )
 
 
@@ -166,15 +148,6 @@ def build_scheduler(plan: SearchPlan):
         reduction_factor=settings.reduction_factor,
         brackets=settings.brackets,
     )
-
-
-def trial_params(plan: SearchPlan):
-    """trial.config -> the flat dotted params of the trial's whole resolved training config."""
-
-    def params(config: dict[str, Any]) -> dict[str, Any]:
-        return flatten(trial_config(plan.base, plan.space, config).model_dump(mode="json"))
-
-    return params
 
 
 def searched_values(plan: SearchPlan):

@@ -1,4 +1,7 @@
-"""`python -m training train CONFIG.yaml`: one training run outside Ray, logged to MLflow."""
+"""`python -m training train CONFIG.yaml`: one training run outside Ray, logged to MLflow.
+
+The config is read and checked before torch loads (seconds), so a mistake is answered at once.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,19 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
 from rich.console import Console
 
 from training.config import TrainConfig
 from training.config_file import load_config
+from training.data.registry import check_data
 from training.errors import ConfigError
-from training.fit import EpochReport, fit
-from training.tasks import get_task
+from training.task_keys import check_task_name
+
+if TYPE_CHECKING:
+    from training.fit import EpochReport
 
 EXIT_OK, EXIT_USER = 0, 2
 SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/macro_f1", "val/miss_rate", "val/overkill_rate", "val/mAP50")
@@ -40,10 +46,22 @@ def _prepare(args: argparse.Namespace) -> TrainConfig:
             raise ConfigError("--epochs", f"expected a positive number of epochs, got {args.epochs}")
         cfg.train.epochs = args.epochs
     try:
+        check_task_name(cfg.task)
+        check_data(cfg.data)
+        from training.tasks import get_task  # the task's own checks load torch
+
         get_task(cfg.task).check(cfg)
     except ConfigError as exc:
         raise exc.with_file(args.config) from None
     return cfg
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Where a new experiment keeps its artifacts: beside a sqlite store (its folder's mlartifacts/),
+    never in the working directory; a tracking server or file store decides for itself."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+    return None
 
 
 def epoch_line(report: EpochReport, epochs: int) -> str:
@@ -53,13 +71,16 @@ def epoch_line(report: EpochReport, epochs: int) -> str:
 
 def train(args: argparse.Namespace, console: Console) -> int:
     cfg = _prepare(args)
+    import torch
+
+    from training.fit import fit
     from training.tracking import Tracker, default_tracking_uri, flatten
 
     out = args.out or Path("results/train") / f"{args.config.stem}-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     uri = args.tracking_uri or cfg.tracking.uri or default_tracking_uri(Path("results"))
-    tracker = Tracker(uri, cfg.tracking.experiment, artifact_root=Path("results/mlartifacts"))
+    tracker = Tracker(uri, cfg.tracking.experiment, artifact_root=artifact_root(uri))
     run_id = tracker.start_run(f"train {args.config.stem}", tags={"config_file": str(args.config), "kind": "retrain"})
     tracker.log(run_id, params=flatten(cfg.model_dump(mode="json")))
     history: list[dict] = []

@@ -6,7 +6,7 @@ A search space's dotted key (``optim.lr``) is the path of a field here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -94,7 +94,14 @@ class DataConfig(Section):
     batch_size: int = Field(32, ge=1, description="training batch size")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="share of images held out for validation")
     split_seed: int = Field(0, description="seed of the train/val split")
-    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (0 = in the trial process)")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="DataLoader worker processes (0 = in the trial process); auto = the trial's CPUs - 1"
+    )
+    cache: Literal["auto", "none", "ram", "device"] = Field(
+        "auto",
+        description="decoded, resized images kept for the trial process's later trials: ram, device (one uint8 "
+        "tensor on the trial's GPU, batches drawn there), none; auto = device if it fits, else ram",
+    )
     class_weight_power: float = Field(
         0.0, ge=0, le=1, description="loss class weights (1/freq)^power, mean 1 over samples; 0 = off, 0.5 = damped"
     )
@@ -108,12 +115,19 @@ class DataConfig(Section):
         """(height, width) every image is resized to."""
         return self.image_size, self.image_width or self.image_size
 
+    def worker_count(self, cpu_share: int) -> int:
+        """DataLoader workers for a trial holding `cpu_share` CPUs: auto leaves one for the trial itself."""
+        return max(0, cpu_share - 1) if self.num_workers == "auto" else self.num_workers
+
 
 class ModelConfig(Section):
     """The network: a timm backbone with a classification head."""
 
     name: str = Field("resnet18", description="timm model name")
     pretrained: bool = Field(False, description="load pretrained weights (needs them in the local cache)")
+    init_from: Path | None = Field(
+        None, description="start the backbone (and whatever else matches) from a local model.pt or timm weights file"
+    )
     drop_rate: float = Field(0.0, ge=0, lt=1, description="dropout before the classifier")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="stochastic depth rate (timm drop_path_rate)")
     freeze_stages: int = Field(0, ge=0, description="freeze the stem and the first N backbone stages (0 = none)")
@@ -148,7 +162,7 @@ class DetectionLossPart(Section):
     """The classification loss of one detector stage (RPN objectness or ROI classifier)."""
 
     name: Literal["cross_entropy", "focal"] = Field(
-        "cross_entropy", description="focal = torchvision's sigmoid_focal_loss instead of cross-entropy"
+        "cross_entropy", description="focal = sigmoid focal loss (training/focal.py) instead of cross-entropy"
     )
     focal_gamma: float = Field(2.0, ge=0, description="focal focusing parameter")
     focal_alpha: float | None = Field(0.25, gt=0, lt=1, description="focal weight of positives; none = unweighted")
@@ -215,6 +229,11 @@ class AugmentConfig(Section):
     mixup_alpha: float = Field(0.0, ge=0, description="MixUp Beta(alpha, alpha) parameter (0 = off)")
     cutmix_alpha: float = Field(0.0, ge=0, description="CutMix Beta(alpha, alpha) parameter (0 = off)")
     mix_prob: float = Field(1.0, ge=0, le=1, description="probability a batch is mixed (MixUp or CutMix, 50/50)")
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto",
+        description="where augmentation runs: gpu = batched on the trial's device (kornia; every enabled knob needs "
+        "a device transform), cpu = per image (albumentations), auto = the device on CUDA when every knob has one",
+    )
 
 
 class TrainLoopConfig(Section):
@@ -225,6 +244,12 @@ class TrainLoopConfig(Section):
     amp: bool = Field(True, description="mixed precision on CUDA (bf16 where supported, else fp16)")
     channels_last: bool = Field(True, description="channels_last memory format on CUDA")
     grad_clip: float | None = Field(None, gt=0, description="clip the gradient norm to this value")
+    cpu_threads: int | None = Field(
+        None, ge=1,
+        description="torch CPU threads (float sums depend on it); none = all cores, or in a search the trial's "
+        "resources.cpu, which the search writes here so that an exported config retrains the same",
+    )
+    compile: bool = Field(False, description="torch.compile the model (slower first epoch; for long GPU runs)")
 
 
 class EvalConfig(Section):
@@ -252,6 +277,18 @@ class PseudoThresholds(Section):
     initial: float = Field(0.5, ge=0, le=1, description="first filter of the teacher's boxes")
     cls: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's ROI classifier")
     rpn: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's RPN")
+    reg: float = Field(
+        0.02, gt=0, description="Faster R-CNN: box regression learns from initial survivors whose jittered "
+        "refinements vary less than this (mean std / box side); used when semi.jitter.times > 0",
+    )
+
+
+class JitterConfig(Section):
+    """Soft Teacher's box jittering: the teacher refines jittered copies of each pseudo box, and the
+    spread of the refined boxes says how reliable the box is for regression (Faster R-CNN)."""
+
+    times: int = Field(10, ge=0, description="jittered copies per pseudo box; 0 = off (regression uses the cls boxes)")
+    scale: float = Field(0.06, gt=0, le=0.5, description="jitter std as a fraction of the box's width / height")
 
 
 class SemiConfig(Section):
@@ -259,6 +296,10 @@ class SemiConfig(Section):
 
     ema_momentum: float = Field(0.999, ge=0, lt=1, description="teacher = momentum * teacher + (1 - momentum) * student")
     thresholds: PseudoThresholds = Field(default_factory=PseudoThresholds)
+    soft_background: bool = Field(
+        True, description="Faster R-CNN: weight the student's background proposals by the teacher's background score"
+    )
+    jitter: JitterConfig = Field(default_factory=JitterConfig)
     unsup_weight: float = Field(1.0, ge=0, description="weight of the loss on pseudo-labeled images")
     labeled_fraction: float = Field(
         0.25, gt=0, le=1, description="share of training images that keep their labels; the rest are unlabeled"

@@ -18,8 +18,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(None, "file not found", path)
+    text = path.read_text()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:  # a tag such as !!python/object: never constructed
+        raise tag_error(text, exc, path) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
@@ -30,6 +33,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(None, f"expected a mapping of keys at the top, got {type(data).__name__}", path)
     return data
+
+
+YAML_TAG_PREFIX = "tag:yaml.org,2002:"
+# the standard tags yaml.safe_load constructs; any other tag is refused
+SAFE_TAGS = {"map", "seq", "str", "int", "float", "bool", "null", "timestamp", "binary", "set", "omap", "pairs", "merge", "value"}
+
+
+def _tagged_key(node: yaml.Node, line: int, path: list[str]) -> list[str] | None:
+    """The dotted path to the node starting at `line` whose tag the safe loader refused, if any."""
+    if node.start_mark.line == line and node.tag.removeprefix(YAML_TAG_PREFIX) not in SAFE_TAGS:
+        return path
+    pairs = node.value if isinstance(node, yaml.MappingNode) else []
+    items = [(str(k.value), v) for k, v in pairs] + [
+        (str(i), v) for i, v in enumerate(node.value if isinstance(node, yaml.SequenceNode) else [])
+    ]
+    for name, child in items:
+        found = _tagged_key(child, line, [*path, name])
+        if found is not None:
+            return found
+    return None
+
+
+def tag_error(text: str, exc: yaml.constructor.ConstructorError, path: Path) -> ConfigError:
+    """`KEY: YAML tag !!python/... is not allowed (line N)`: config files hold plain values, never objects."""
+    mark = exc.problem_mark
+    tag = (exc.problem or "").rpartition("tag ")[2].strip("'")
+    shown = "!!" + tag.removeprefix(YAML_TAG_PREFIX) if tag.startswith(YAML_TAG_PREFIX) else tag
+    key = None
+    if mark is not None:
+        found = _tagged_key(yaml.compose(text), mark.line, [])
+        key = ".".join(found) if found else None
+    line = f" (line {mark.line + 1})" if mark else ""
+    return ConfigError(key, f"YAML tag {shown} is not allowed{line}: write a plain value (number, string, list, mapping)", path)
 
 
 def validate_model(model_cls: type[BaseModel], data: dict[str, Any], prefix: str = "") -> BaseModel:

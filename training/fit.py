@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -15,11 +14,13 @@ from training.config import TrainConfig
 from training.models import all_trainable
 from training.optim import create_optimizer, create_scheduler
 from training.phases import check_phases, phase_at
-from training.runtime import Runtime, epoch_seed_of
+from training.runtime import Runtime, compile_model, epoch_seed_of
 from training.tasks import Task, create_task
 
 
 CHECKPOINT_FILE = "state.pt"  # inside a checkpoint folder: what `EpochReport.state()` returns, saved
+# training steps between checks of the losses for NaN/inf (each check waits for the device once)
+CHECK_EVERY = 4
 
 
 class NonFiniteLossError(RuntimeError):
@@ -40,6 +41,8 @@ EpochCallback = Callable[[EpochReport], None]
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python's, NumPy's and torch's global generators: whatever a model, a loss or a library
+    draws from them is then a function of the seed."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -57,6 +60,8 @@ def fit(
     runtime.apply()
     seed_everything(cfg.seed)
     task = create_task(cfg, runtime)
+    if cfg.train.compile:
+        compile_model(task.model, runtime.device)
     # a later phase may unfreeze stages: the optimizer holds every parameter (a frozen one has no
     # gradient, so the optimizer skips it, weight decay included)
     with all_trainable(task.model):
@@ -68,6 +73,8 @@ def fit(
         task.model.load_state_dict(resume_state["model"])
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
+        if resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
         start = resume_state["epoch"] + 1
 
     def state(epoch: int) -> dict[str, Any]:
@@ -76,13 +83,16 @@ def fit(
             "model": task.model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),  # fp16's loss scale: empty when loss scaling is off
             "config": cfg.model_dump(mode="json"),
         }
 
     metrics: dict[str, float] = {}
     for epoch in range(start, cfg.train.epochs + 1):
         began = time.perf_counter()
-        torch.manual_seed(epoch_seed_of(cfg.seed, epoch))
+        # every epoch starts from generators seeded by (seed, epoch): a run resumed at epoch k
+        # draws what an uninterrupted one draws there
+        seed_everything(epoch_seed_of(cfg.seed, epoch))
         task.start_epoch(epoch)
         lr_factor = phase_at(cfg, epoch).lr_factor
         train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch, lr_factor)
@@ -99,14 +109,12 @@ def training_step(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     grad_clip: float | None,
-    where: str,
 ) -> torch.Tensor:
-    """Forward, backward and optimizer step on one batch; the loss. NonFiniteLossError names `where`."""
+    """Forward, backward and optimizer step on one batch; the loss, detached and still on the device
+    (reading it would make the host wait for the step: `LossWatch` checks it later)."""
     optimizer.zero_grad(set_to_none=True)
     with task.runtime.autocast():
         loss = task.training_loss(batch)
-    if not torch.isfinite(loss):
-        raise NonFiniteLossError(f"loss is {loss.item()} at {where}")
     scaler.scale(loss).backward()
     if grad_clip:
         scaler.unscale_(optimizer)
@@ -114,7 +122,49 @@ def training_step(
     scaler.step(optimizer)
     scaler.update()
     task.after_step()
-    return loss
+    return loss.detach()
+
+
+class LossWatch:
+    """An epoch's training losses, summed on the device and checked for NaN/inf once every `every`
+    steps, one window behind: the host reads a window's verdict while the device runs the next one,
+    so it never waits on the step it has just queued. A non-finite loss is reported at most
+    2 * `every` - 1 steps late, and at the latest at the end of the epoch, naming its batch."""
+
+    def __init__(self, epoch: int, device: torch.device, every: int = CHECK_EVERY):
+        self.epoch, self.every = epoch, every
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.steps = 0
+        self.window: list[torch.Tensor] = []
+        self.queued: tuple[int, torch.Tensor, torch.Tensor] | None = None  # first batch, losses, all finite
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.window.append(loss)
+        self.steps += 1
+        if len(self.window) == self.every:
+            self._close_window()
+
+    def _close_window(self) -> None:
+        losses = torch.stack(self.window).double()
+        self.total += losses.sum()
+        previous, self.window = self.queued, []
+        self.queued = (self.steps - len(losses) + 1, losses, torch.isfinite(losses).all())
+        self._check(previous)
+
+    def _check(self, window: tuple[int, torch.Tensor, torch.Tensor] | None) -> None:
+        if window is None or bool(window[2]):
+            return
+        first, losses, _ = window
+        offset = int((~torch.isfinite(losses)).nonzero()[0])
+        raise NonFiniteLossError(f"loss is {losses[offset].item()} at epoch {self.epoch}, batch {first + offset}")
+
+    def mean(self) -> float:
+        """The epoch's mean loss, after checking every loss not yet checked."""
+        if self.window:
+            self._close_window()
+        self._check(self.queued)
+        self.queued = None
+        return float(self.total) / max(self.steps, 1)
 
 
 def scale_lr(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, factor: float) -> None:
@@ -134,17 +184,12 @@ def train_one_epoch(
     lr_factor: float = 1.0,
 ) -> float:
     """One pass over the training data, at `lr_factor` times the scheduled LR; the mean loss.
-    Raises NonFiniteLossError on divergence."""
+    Raises NonFiniteLossError on divergence, naming the first batch whose loss was NaN or infinite."""
     task.model.train()
-    total, batches = 0.0, 0
+    watch = LossWatch(epoch, task.runtime.device)
     scale_lr(optimizer, scheduler, lr_factor)
     for batch in task.train_loader:
-        loss = training_step(task, batch, optimizer, scaler, grad_clip, f"epoch {epoch}, batch {batches + 1}")
+        watch.add(training_step(task, batch, optimizer, scaler, grad_clip))
         scheduler.step()
         scale_lr(optimizer, scheduler, lr_factor)
-        total += loss.item()
-        batches += 1
-    mean = total / max(batches, 1)
-    if not math.isfinite(mean):
-        raise NonFiniteLossError(f"mean training loss is {mean} at epoch {epoch}")
-    return mean
+    return watch.mean()

@@ -10,6 +10,7 @@ from torch import nn
 
 from training.config import LossConfig
 from training.errors import ConfigError
+from training.focal import focal_modulation
 
 # builder(cfg, class_names, good_class, class_weights): class_weights is a per-class tensor or None
 LossBuilder = Callable[[LossConfig, list[str], str, torch.Tensor | None], nn.Module]
@@ -29,16 +30,6 @@ def create_loss(
 ) -> nn.Module:
     """The loss named by `cfg.name`; `class_weights` (see training.imbalance) multiply each class's term."""
     return LOSSES[cfg.name](cfg, class_names, good_class, class_weights)
-
-
-# (1 - p) is floored here: for 0 < gamma < 1 the slope of (1 - p)**gamma is infinite at p = 1, which a
-# confident, correct float32 prediction reaches exactly, and inf * (log 1 = 0) makes a NaN gradient.
-MIN_FOCAL_BASE = 1e-6
-
-
-def focal_modulation(p: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Focal loss's (1 - p)**gamma, with a finite gradient for every gamma >= 0."""
-    return (1 - p).clamp(min=MIN_FOCAL_BASE).pow(gamma)
 
 
 class FocalLoss(nn.Module):

@@ -20,6 +20,7 @@ from training.attention import ATTENTION, WithAttention
 from training.config import ModelConfig
 from training.config_file import suggestion
 from training.errors import ConfigError
+from training.init_from import initialise
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -59,7 +60,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def check_pretrained(cfg: ModelConfig) -> None:
-    """Fail at once, not after minutes of download retries, when pretrained weights cannot be had."""
+    """Fail at once, not after minutes of download retries, when the starting weights cannot be had
+    (pretrained ones, or the model.init_from file)."""
+    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+        raise ConfigError("model.init_from", f"no weights file at {cfg.init_from}")
     if cfg.pretrained and not _cached(cfg.name) and not _hub_reachable():
         raise ConfigError(
             "model.pretrained",
@@ -79,6 +83,10 @@ def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
     )
     if cfg.attention != "none":
         model = WithAttention(model, ATTENTION[cfg.attention](model.num_features))
+    if cfg.init_from is not None:
+        # the classifier head may have another number of classes: taken only where its shape matches
+        head = backbone_of(model).pretrained_cfg.get("classifier") or "fc"
+        initialise(model, cfg.init_from, backbone_of(model), optional=(f"{head}.",))
     set_frozen_stages(model, cfg.freeze_stages)
     return model
 

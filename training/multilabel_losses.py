@@ -10,11 +10,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from training.config import LossConfig
-from training.losses import focal_modulation
+from training.focal import sigmoid_focal_terms
 
 # a class seen in (almost) no training image, or in (almost) all, still gets a little of both weights
 ALPHA_RANGE = (0.01, 0.99)
@@ -58,13 +57,8 @@ class SigmoidFocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         targets = targets.float() * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        loss = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        if self.gamma:
-            p = torch.sigmoid(logits)
-            loss = loss * focal_modulation(p * targets + (1 - p) * (1 - targets), self.gamma)
-        if self.alpha.numel():
-            loss = loss * (self.alpha * targets + (1 - self.alpha) * (1 - targets))
-        return loss.mean()
+        alpha = self.alpha if self.alpha.numel() else None
+        return sigmoid_focal_terms(logits, targets, self.gamma, alpha).mean()
 
 
 def _alpha(cfg: LossConfig, frequencies: np.ndarray) -> torch.Tensor | None:

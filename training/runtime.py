@@ -6,13 +6,50 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from training.config import TrainConfig, TrainLoopConfig
+from training.errors import ConfigError
 
 
 def epoch_seed_of(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch)."""
     return (seed * 1_000_003 + epoch) % 2**31
+
+
+def reset_numerics() -> None:
+    """Torch's process-wide settings that change computed values, back at torch's defaults: whatever
+    ran before in this process, a run computes what a fresh `training train` computes."""
+    torch.backends.cudnn.benchmark = False  # autotuning may pick other kernels run to run
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.allow_tf32 = True
+    torch.set_float32_matmul_precision("highest")  # also turns TF32 matmuls off
+
+
+def check_compiler(device: torch.device) -> None:
+    """ConfigError unless torch.compile's default backend can build kernels for `device` here: it
+    needs a C++ compiler for the CPU and Triton for CUDA, and would otherwise fail mid-epoch."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise ConfigError("train.compile", "torch.compile needs Triton for CUDA, not installed here; set it false")
+        return
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        raise ConfigError("train.compile", "torch.compile needs a C++ compiler (g++ or clang++) on the CPU; set it false") from None
+
+
+def compile_model(model: nn.Module, device: torch.device) -> None:
+    """torch.compile `model` in place (its state_dict keys stay as they are). Dynamo's caches are
+    cleared first: a reused actor's earlier trials would otherwise use up its recompile limit, after
+    which it silently runs eagerly, and eager and compiled kernels sum floats differently."""
+    check_compiler(device)
+    torch._dynamo.reset()
+    model.compile()
 
 
 @dataclass
@@ -32,7 +69,7 @@ class Runtime:
         cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         return cls(
             device=torch.device("cuda" if cuda else "cpu"),
-            cpu_threads=cpu_threads,
+            cpu_threads=cpu_threads or cfg.cpu_threads,
             gpu_fraction=gpu_fraction,
             amp=cuda and cfg.amp,
             channels_last=cuda and cfg.channels_last,
@@ -41,13 +78,17 @@ class Runtime:
     @classmethod
     def for_trial(cls, cfg: TrainConfig, cpu: float, gpu: float) -> Runtime:
         """The runtime of a search trial holding `cpu` CPUs and a `gpu` share: its resources, not the
-        config's device setting, decide where it runs."""
+        config's device setting, decide where it runs; its thread count is the config's (which the
+        search fills from `cpu`), so that the trial and a retrain of its config sum floats alike."""
         device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
         train_cfg = cfg.train.model_copy(update={"device": device})
-        return cls.from_config(train_cfg, cpu_threads=max(1, int(cpu)), gpu_fraction=min(gpu, 1.0) or None)
+        threads = cfg.train.cpu_threads or max(1, int(cpu))
+        return cls.from_config(train_cfg, cpu_threads=threads, gpu_fraction=min(gpu, 1.0) or None)
 
     def apply(self) -> None:
-        """Claim the share of the machine this run may use, so packed runs cannot starve each other."""
+        """Claim the share of the machine this run may use, so packed runs cannot starve each other,
+        and reset what an earlier run in this process (a reused Tune actor) may have changed."""
+        reset_numerics()
         if self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)
         if self.device.type == "cuda" and self.gpu_fraction and self.gpu_fraction < 1:

@@ -16,6 +16,10 @@ from mlflow.tracking import MlflowClient
 from training.figures import histogram_figure, is_histogram
 
 MAX_PARAM_LENGTH = 6000
+# MLflow 3 files an experiment as GenAI or model training by this experiment tag (the UI's experiment
+# kind selector writes the same tag); ours train vision models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def default_tracking_uri(results_dir: Path) -> str:
@@ -43,13 +47,17 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         self.uri = uri
+        self.experiment = experiment
         self._client: MlflowClient | None = None
         found = self.client.get_experiment_by_name(experiment)
         if found is not None:
             self.experiment_id = found.experiment_id
+            if EXPERIMENT_KIND_TAG not in found.tags:  # made by an older version, or by hand
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         else:
             location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location, tags=tags)
 
     @property
     def client(self) -> MlflowClient:

@@ -28,7 +28,7 @@ def write_index(search: Search, out: ReportDir) -> None:
         f"best trial: {search.best['trial_id'] if search.best else 'none'}.\n",
         *(f"- [{path.name}]({path.name}): {description}" for path, description in out.files.items() if path != index),
         "",
-        *(f"- {note}" for note in out.notes + ["no confusion matrix: summary.json does not store one"]),
+        *(f"- {note}" for note in out.notes),
     ]
     index.write_text("\n".join(lines) + "\n")
 

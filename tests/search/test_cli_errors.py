@@ -8,14 +8,18 @@ so the module fixture starts them all at once and the tests read their results.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 import yaml
+
+from search.cli import outcome
 
 EXIT_USER = 2
 # A valid space (the cases break one thing each); tiny, like conftest's minimal_space.
@@ -193,3 +197,105 @@ def test_cli_run_never_evaluates_yaml_values_as_code(tmp_path, minimal_space, wr
     # a string stays a string: it is rejected as an unknown model name, and the code never ran
     assert proc.returncode == 2 and "model.name" in proc.stderr
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- a mistake answered in under a second
+
+HEAVY = ("torch", "ray", "mlflow")
+# runs the CLI, then says which heavy modules it had loaded by the time it answered
+PROBE = """
+import sys
+from search.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print("loaded:", ",".join(m for m in {heavy} if m in sys.modules))
+sys.exit(code)
+""".format(heavy=HEAVY)
+CPU_BOUND_S = 1.0  # the child's own CPU time: what the answer costs, whatever else loads the machine
+WALL_BOUND_S = 10.0  # generous: a shared 2-core machine may keep the process waiting
+FAST_CASES = {
+    "missing-path": (["run", "missing.yaml"], None, "error: missing.yaml: file not found"),
+    "misspelled-key": (["run", "s.yaml"], {"serach": {"metric": "val/loss"}}, "error: s.yaml: serach: unknown key"),
+    "bad-value": (["run", "s.yaml"], {"space": {"optim.lr": {"uniform": [0.1, 0.01]}}}, "error: s.yaml: space.optim.lr.uniform"),
+    "gpu-share": (["run", "s.yaml"], {"resources": {"gpu": 0.3}}, "error: s.yaml: resources.gpu: 0.3 does not divide a card"),
+    "ignored-key": (
+        ["run", "s.yaml"],
+        {"task": "detection", "space": {"loss.focal_gamma": {"uniform": [1.0, 2.0]}}},
+        "error: s.yaml: space.loss.focal_gamma: task 'detection' does not read 'loss.focal_gamma'; of loss it reads: loss.rpn, loss.roi",
+    ),
+    "check-bad-key": (["check", "s.yaml"], {"space": {"optim.lrr": {"uniform": [0.1, 0.2]}}}, "error: s.yaml: space.optim.lrr"),
+    "resume-nothing": (["resume", "nowhere"], None, "error: nowhere: no search.json here"),
+    "report-nothing": (["report", "nowhere"], None, "error: nowhere: no summary.json here"),
+}
+
+
+def run_timed(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float, float]:
+    """(the process, its wall seconds, its CPU seconds)."""
+    before, began = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    wall, after = time.monotonic() - began, resource.getrusage(resource.RUSAGE_CHILDREN)
+    return proc, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@pytest.mark.parametrize("case", list(FAST_CASES))
+def test_cli_mistake_is_answered_before_torch_ray_or_mlflow_load(tmp_path, case):
+    args, edits, prefix = FAST_CASES[case]
+    if edits is not None:
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump({**SPACE, **edits}, sort_keys=False))
+    proc, wall, cpu = run_timed(args, tmp_path)
+    # bad input: exit 2 and one line saying what is wrong, where
+    assert proc.returncode == EXIT_USER and proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith(prefix), proc.stderr
+    # answered before torch, Ray or MLflow were imported (they cost seconds each)
+    assert proc.stdout.strip() == "loaded:", proc.stdout
+    # in under a second of the process's own time, and a few seconds of wall time on a loaded machine
+    assert cpu < CPU_BOUND_S and wall < WALL_BOUND_S, (cpu, wall)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["export", "--help"]])
+def test_cli_help_loads_nothing_heavy(tmp_path, args):
+    proc, wall, cpu = run_timed(args, tmp_path)
+    # help is printed at once: exit 0, usage on stdout, nothing heavy imported
+    assert proc.returncode == 0 and "usage: python -m search" in proc.stdout
+    assert proc.stdout.strip().endswith("loaded:")
+    assert cpu < CPU_BOUND_S and wall < WALL_BOUND_S, (cpu, wall)
+
+
+def test_cli_python_tag_is_one_line_of_ours(tmp_path):
+    (tmp_path / "tag.yaml").write_text("space:\n  optim.lr: !!python/object/apply:os.system ['true']\n")
+    proc, _, _ = run_timed(["run", "tag.yaml"], tmp_path)
+    # a !!python tag gets our one line naming key, tag and line, never PyYAML's text
+    assert proc.returncode == EXIT_USER and proc.stderr.splitlines() == [
+        "error: tag.yaml: space.optim.lr: YAML tag !!python/object/apply:os.system is not allowed (line 2): "
+        "write a plain value (number, string, list, mapping)"
+    ]
+
+
+# ---------------------------------------------------------------- exit codes of a finished search
+
+
+def summary_of(statuses: list[str], feasible: bool, constraints: list[str], best: bool) -> dict:
+    trials = [{"status": s, "feasible": feasible} for s in statuses]
+    return {"trials": trials, "constraints": constraints, "metric": "val/macro_f1", "best": trials[0] if best else None}
+
+
+@pytest.mark.parametrize(
+    "summary, code, line",
+    [
+        (summary_of(["DONE", "STOPPED"], True, [], best=True), 0, None),
+        (None, 130, None),
+        (
+            summary_of(["DONE", "FAILED"], False, ["val/miss_rate <= 0.02"], best=False),
+            3,
+            "error: no trial met the constraints (val/miss_rate <= 0.02): 1 finished, none feasible",
+        ),
+        (summary_of(["FAILED", "FAILED"], True, ["val/miss_rate <= 0.02"], best=False), 1, "error: no trial produced val/macro_f1: 2 failed"),
+    ],
+    ids=["best", "interrupted", "no-trial-feasible", "all-failed"],
+)
+def test_search_outcome_has_its_own_exit_code(summary, code, line):
+    # 0 = a best trial; 3 = trials ran but none met the constraints (the user's bounds, not our failure);
+    # 1 = every trial failed; 130 = interrupted; each non-zero end but an interrupt says why in one line
+    assert outcome(summary) == (code, line)

@@ -68,4 +68,7 @@ def test_search_runs_on_an_existing_cluster(tmp_path, ray_head):
         history = client.get_metric_history(trial["mlflow_run_id"], "val/macro_f1")
         # four trials at once on one SQLite store: every epoch of every trial was written
         assert sorted(m.step for m in history) == [1, 2, 3]
-        assert len(client.get_run(trial["mlflow_run_id"]).data.params) > 40
+        # and its params and config.yaml artifact: nothing lost either
+        run = client.get_run(trial["mlflow_run_id"])
+        assert set(trial["params"]) <= set(run.data.params)
+        assert "config.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]

@@ -73,10 +73,13 @@ def test_search_tells_optuna_the_failed_trial_failed(search):
     searcher = OptunaSearch()
     searcher.restore(str(state))
     states = [t.state for t in searcher._ot_study.trials]
-    # the sampler saw every trial; the diverged one as FAIL (no fake value), the others COMPLETE
+    # the sampler saw every trial; the diverged one as FAIL (no fake value), the others COMPLETE, or
+    # PRUNED when ASHA stopped them (search/study.py), as many of each as the summary says
+    statuses = [t["status"] for t in search["summary"]["trials"]]
     assert len(states) == 3
     assert states.count(optuna.trial.TrialState.FAIL) == 1
-    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert states.count(optuna.trial.TrialState.COMPLETE) == statuses.count("DONE")
+    assert states.count(optuna.trial.TrialState.PRUNED) == statuses.count("STOPPED")
 
 
 def test_search_falls_back_to_cpu_with_one_warning(search):
@@ -98,11 +101,21 @@ def test_search_logs_parent_and_nested_runs_to_mlflow(search):
     artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"space.yaml", "best.yaml", "summary.json"} <= artifacts
     assert parent.data.metrics["val/macro_f1"] == summary["best"]["metrics"]["val/macro_f1"]
+    # the experiment is filed as model training in MLflow 3, not GenAI
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     for run_ in nested:
         trial = next(t for t in summary["trials"] if t["mlflow_run_id"] == run_.info.run_id)
-        # params are the resolved config's dotted keys
+        # params are the searched keys (plus task and model), the rest of the config is config.yaml
+        assert set(run_.data.params) == {"optim.lr", "loss.focal_gamma", "task", "model.name"}
         assert float(run_.data.params["optim.lr"]) == trial["params"]["optim.lr"]
-        assert run_.data.params["model.name"] == "resnet10t"
+        config = client.download_artifacts(run_.info.run_id, "config.yaml", str(search["root"]))
+        assert yaml.safe_load(Path(config).read_text())["optim"]["lr"] == trial["params"]["optim.lr"]
+        # the two baseline points are the first two trials, tagged and named so; the third is sampled
+        index = int(run_.data.tags["trial_index"])
+        assert run_.data.tags["baseline"] == str(index <= 2).lower()
+        name = run_.info.run_name
+        assert name.startswith(f"t0{index} baseline " if index <= 2 else f"t0{index} ") and "lr=" in name
+        assert "focal_gamma=" in name and (index <= 2) == ("baseline" in name)
         if trial["status"] == "FAILED":
             # a failed trial's run says so, with the reason
             assert run_.info.status == "FAILED"

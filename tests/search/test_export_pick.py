@@ -190,3 +190,17 @@ def test_cli_export_bad_or_unsatisfiable_pick_exits_2_with_one_line(tmp_path, ca
         # exit 2 and one line naming --pick; nothing written
         assert code == 2 and err.startswith(fragment) and err.count("\n") == 1
         assert not (tmp_path / "x.yaml").exists()
+
+
+def test_cli_export_refuses_to_overwrite_without_force(tmp_path, capsys):
+    folder = result_dir(tmp_path / "search", make_summary(best="t_a"))
+    existing = tmp_path / "best.yaml"
+    existing.write_text("# my own notes\n")
+    code = main(["export", str(folder), "-o", str(existing)])
+    err = capsys.readouterr().err
+    # an existing file is never overwritten silently: exit 2, one line naming the file and --force
+    assert code == 2 and err.count("\n") == 1 and str(existing) in err and "--force" in err, err
+    assert existing.read_text() == "# my own notes\n"
+    # with --force the export replaces it with the best trial's config
+    assert main(["export", str(folder), "-o", str(existing), "--force"]) == 0
+    assert "# trial t_a," in existing.read_text()

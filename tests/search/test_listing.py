@@ -80,3 +80,12 @@ def test_list_searches_empty_or_missing_folder_says_so(tmp_path):
         # no searches is not an error: an empty list and one clear line
         assert list_searches(folder, console) == []
         assert console.file.getvalue().strip() == f"no searches under {folder}"
+
+
+def test_list_searches_shows_a_search_killed_before_it_started(tmp_path):
+    folder = tmp_path / "results" / "early"
+    folder.mkdir(parents=True)
+    (folder / "space.yaml").write_text("space: {}\n")
+    rows = list_searches(tmp_path / "results", quiet_console())
+    # a folder holding only its space file is listed as not started (run takes it over), not hidden
+    assert [(r["name"], r["status"]) for r in rows] == [("early", "not started")]

@@ -8,15 +8,11 @@ Everything is read back with plain HTTP requests, as any other client of the ser
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
+import re
 import subprocess
 import sys
-import time
 
 import pytest
-import requests
 import yaml
 
 SPACE = {
@@ -30,84 +26,14 @@ SPACE = {
     "resources": {"cpu": 1, "gpu": 0},
 }
 METRIC = "val/macro_f1"
-HEALTH_DEADLINE_S = 90
-
-# Local only, and quick on 2 cores: no telemetry, no proxy for localhost, and no job-execution
-# runner (huey consumers) beside the server, which would add ~15 s of startup and nothing used here.
-ENV = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
-
-
-def local_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
-    env.update(ENV)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's whole process group (mlflow CLI + uvicorn worker), SIGKILL if it lingers."""
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> dict:
+def server(start_mlflow_server, tmp_path_factory) -> dict:
     """A real `mlflow server` on a free localhost port, SQLite backend, artifacts served over HTTP."""
     root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
-    log_path = root / "server.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        command, cwd=root, env=local_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    http = requests.Session()
-    http.trust_env = False  # straight to localhost, whatever proxy the environment names
-    deadline = time.monotonic() + HEALTH_DEADLINE_S
-    try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with {proc.returncode}:\n{log_path.read_text()}")
-            try:
-                if http.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server not healthy after {HEALTH_DEADLINE_S} s:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield {"url": url, "root": root, "http": http, "log": log_path}
-    finally:
-        stop(proc)
-        log.close()
-        http.close()
+    server = start_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root, "--artifacts-destination", str(root / "artifacts"))
+    return {**server, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +42,10 @@ def search(server, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("search_http")
     cwd = root / "work"
     cwd.mkdir()
-    (cwd / "tiny.yaml").write_text(yaml.safe_dump(SPACE))
+    (cwd / "tiny.yaml").write_text(yaml.safe_dump(SPACE, sort_keys=False))
     args = ["-m", "search", "run", "tiny.yaml", "--tracking-uri", server["url"], "--results", str(root / "results")]
     proc = subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=local_env(), capture_output=True, text=True, timeout=300
+        [sys.executable, *args], cwd=cwd, env=server["env"], capture_output=True, text=True, timeout=300
     )
     # a search against a tracking server finishes like one against the default SQLite store: exit 0
     assert proc.returncode == 0, proc.stdout + proc.stderr + "\n--- server log ---\n" + server["log"].read_text()
@@ -167,6 +93,8 @@ def test_search_creates_the_experiment_on_the_server_with_served_artifacts(serve
     assert found["artifact_location"].startswith("mlflow-artifacts:")
     # the summary records the server's URI as where the search was tracked
     assert search["summary"]["tracking"]["uri"] == server["url"]
+    # MLflow 3 files it as model training, not GenAI
+    assert {t["key"]: t["value"] for t in found["tags"]}["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_search_logs_one_parent_run_and_one_nested_run_per_trial(server, search):
@@ -187,9 +115,20 @@ def test_search_nested_runs_hold_params_and_one_metric_point_per_epoch(server, s
     trials = {t["mlflow_run_id"]: t for t in search["summary"]["trials"]}
     for run in nested:
         run_id, trial = run["info"]["run_id"], trials[run["info"]["run_id"]]
-        # params are the resolved config's dotted keys, with the trial's sampled values
+        # params are the searched keys with the trial's values, plus the task and model: nothing constant
+        assert set(params(run)) == {"optim.lr", "loss.focal_gamma", "task", "model.name"}
         assert float(params(run)["optim.lr"]) == trial["params"]["optim.lr"]
-        assert params(run)["model.name"] == "resnet10t"
+        assert params(run)["task"] == "classification" and params(run)["model.name"] == "resnet10t"
+        # the run is named by its index and searched values, not by the hex trial id (a tag)
+        assert re.fullmatch(r"t0[12] lr=\S+ focal_gamma=\S+", run["info"]["run_name"]), run["info"]["run_name"]
+        assert tags(run)["trial_id"] == trial["trial_id"]
+        # the rest of the resolved config is one artifact, config.yaml, served over HTTP
+        response = server["http"].get(
+            f"{server['url']}/get-artifact", params={"path": "config.yaml", "run_uuid": run_id}, timeout=30
+        )
+        assert response.status_code == 200, response.text
+        config = yaml.safe_load(response.text)
+        assert config["optim"]["lr"] == trial["params"]["optim.lr"] and config["data"]["image_size"] == 32
         # the run's epochs_run tag agrees with the number of epochs the summary reports
         epochs = int(tags(run)["epochs_run"])
         assert epochs == trial["epochs"] and 1 <= epochs <= 2

@@ -362,3 +362,31 @@ def test_leaderboard_with_constraints_shows_feasibility_and_ranks_infeasible_aft
     ]
     # and the search's best is the best feasible trial
     assert pick_best(records, METRIC, "max")["trial_id"] == "t5"
+
+
+def test_importance_shows_its_range_and_says_when_few_trials_ran_all_epochs(report):
+    rows = read_rows(report["out"] / "importance.csv")
+    # each importance comes with its 10-90 % range over resampled trials, inside [0, 1]
+    for row in rows:
+        low, high = float(row["p10"]), float(row["p90"])
+        assert 0.0 <= low <= high <= 1.0 + 1e-9, row
+    # only 3 of the 5 finished trials ran all 3 epochs: the index and the console say the result is rough
+    caveat = "parameter importance is rough: only 3 of its 5 trials ran all 3 epochs"
+    assert caveat in (report["out"] / "README.md").read_text()
+    assert caveat in " ".join(report["stdout"].split())
+
+
+def test_report_index_lists_no_file_it_then_calls_missing(report, tmp_path):
+    from search.report.inputs import load_search as load
+    from search.report.writer import write_index
+
+    index = (report["out"] / "README.md").read_text()
+    # this search kept no checkpoint: no confusion file is listed, and the note says why
+    assert "confusion.png" not in index and "no confusion matrix" in index
+    # a report that wrote its confusion matrix lists it and never says there is none
+    out = ReportDir(tmp_path / "with-confusion")
+    out.root.mkdir()
+    out.path("confusion.png", "best trial's validation confusion matrix")
+    write_index(load(report["folder"]), out)
+    written = (out.root / "README.md").read_text()
+    assert "[confusion.png](confusion.png)" in written and "no confusion matrix" not in written

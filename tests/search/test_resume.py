@@ -1,4 +1,6 @@
-"""A killed search resumes where it stopped: same trials, same MLflow runs, the sampler's history kept."""
+"""A killed search resumes where it stopped: same trials, same MLflow runs, the sampler's history kept;
+and a kill at any second (before Ray starts, during the first trial, while writing the summary) leaves a
+folder that `resume` continues or, when nothing had started, that `run` takes over."""
 
 from __future__ import annotations
 
@@ -89,7 +91,10 @@ def test_resume_after_sigkill_continues_the_same_search(tmp_path):
     runs = nested_runs(summary)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     # one finished MLflow run per trial, none duplicated, none left RUNNING
-    assert sorted(r.info.run_name for r in finished) == sorted(ids)
+    assert sorted(r.data.tags["trial_id"] for r in finished) == sorted(ids)
+    # each named by its own index and searched value, before the kill or after
+    assert len({r.info.run_name for r in finished}) == NUM_SAMPLES
+    assert all(r.info.run_name.startswith(f"t{int(r.data.tags['trial_index']):02d} lr=") for r in finished)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     # the Optuna sampler continued with the whole history: it holds every trial of the search
     assert sampler_history_length(tmp_path) == NUM_SAMPLES
@@ -126,3 +131,76 @@ def test_resume_refuses_a_finished_or_unknown_folder(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "search", "resume", folder], cwd=tmp_path, capture_output=True, text=True)
         # nothing to resume is a user error: exit 2, one line naming the folder
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and folder in proc.stderr
+
+
+# ---------------------------------------------------------------- a kill at any second
+
+TINY = {
+    "name": "tiny",
+    "task": "classification",
+    "data": {"kind": "synthetic", "image_size": 32, "batch_size": 8, "synthetic": {"count": 40, "seed": 0}},
+    "base": {"model": {"name": "resnet10t"}, "optim": {"schedule": "constant"}},
+    "space": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    "search": {"metric": "val/macro_f1", "num_samples": 2, "max_concurrent": 1, "seed": 0, "checkpoint_every_s": 0},
+    "scheduler": {"name": "none", "max_epochs": 2},
+}
+POLL_S = 0.005  # the summary is written within tens of milliseconds of best.yaml: watch closely
+
+
+def search_cli(root: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "search", *args]
+    return subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, what: str) -> None:
+    """SIGKILL the process group (driver and local Ray) as soon as `ready()` holds."""
+    deadline = time.monotonic() + 400
+    while not ready():
+        assert proc.poll() is None, f"ended before {what}: " + proc.stdout.read() + proc.stderr.read()
+        assert time.monotonic() < deadline, f"never reached {what}"
+        time.sleep(POLL_S)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def trial_started(folder: Path) -> bool:
+    journal = folder / "trials.jsonl"
+    return journal.is_file() and bool(TrialJournal(journal).run_ids)
+
+
+def carry_on(root: Path) -> subprocess.Popen:
+    """What a user does after a kill: resume; when the folder holds no started search (no search.json,
+    and `resume` says to run it again), run again."""
+    if (root / "results" / "tiny" / "search.json").is_file():
+        return search_cli(root, "resume", "results/tiny")
+    refused = subprocess.run([sys.executable, "-m", "search", "resume", "results/tiny"], cwd=root, capture_output=True, text=True)
+    assert refused.returncode == 2 and "run it again" in refused.stderr, refused.stderr
+    return search_cli(root, "run", "tiny.yaml", "--results", "results")
+
+
+def test_a_kill_at_any_point_is_resumable_or_rerunnable(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    folder = tmp_path / "results" / "tiny"
+    # 1. killed before Ray starts: the folder holds the space (and search.json) and nothing else
+    proc = search_cli(tmp_path, "run", "tiny.yaml", "--results", "results")
+    kill_when(proc, lambda: (folder / "space.yaml").is_file(), "space.yaml")
+    assert not (folder / "tune").exists() and not (folder / "trials.jsonl").exists()
+    # 2. killed during the first trial (its MLflow run exists, Tune may have saved no snapshot yet)
+    proc = carry_on(tmp_path)
+    kill_when(proc, lambda: trial_started(folder), "the first trial")
+    assert not TrialJournal(folder / "trials.jsonl").ended and not (folder / "best.yaml").exists()
+    # 3. killed while the summary is written (best.yaml is written just before summary.json)
+    proc = search_cli(tmp_path, "resume", "results/tiny")
+    kill_when(proc, lambda: (folder / "best.yaml").is_file(), "best.yaml")
+    # each kill left a folder that carries on: the last resume finishes the search (or it had finished)
+    if not (folder / "summary.json").is_file():
+        done = search_cli(tmp_path, "resume", "results/tiny")
+        out, err = done.communicate(timeout=600)
+        assert done.returncode == 0, out + err
+    summary = json.loads((folder / "summary.json").read_text())
+    # a complete, valid summary with every trial of the search, each run to its full budget
+    assert len(summary["trials"]) == TINY["search"]["num_samples"]
+    assert all(t["status"] == "DONE" and t["epochs"] == 2 for t in summary["trials"])
+    assert summary["best"] is not None and (folder / "best.yaml").is_file()
+    # no temporary file is left behind by the atomic writes
+    assert not list(folder.glob("*.tmp"))

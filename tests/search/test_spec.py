@@ -6,11 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from search.space import LogUniform
-from search.spec import load_plan
+from search.spec import load_plan, read_plan
 from training.config import TrainConfig
 from training.errors import ConfigError
+from training.task_keys import TASK_KEYS
+from training.tasks import TASKS
 
 
 def class_folders(root: Path, names: list[str]) -> Path:
@@ -94,12 +97,58 @@ def test_load_plan_accepts_each_kind_of_distribution(minimal_space, write_space,
     assert list(plan.space) == list(space)
 
 
-@pytest.mark.parametrize("gpu", [0, 0.25, 1, 2])
-def test_load_plan_gpu_fraction_or_whole_number_is_fine(minimal_space, write_space, gpu):
+@pytest.mark.parametrize("gpu", [0, 0.125, 0.25, 0.333, 0.5, 1])
+def test_load_plan_gpu_share_that_divides_a_card_is_fine(minimal_space, write_space, gpu):
     minimal_space["resources"] = {"cpu": 1, "gpu": gpu}
     plan = load_plan(write_space(minimal_space))
-    # a fraction in (0, 1] packs trials on one card, a whole number gives each trial that many cards
+    # 1/n packs n trials on one card (0.333 counts as a third), 1 gives a trial the card
     assert plan.spec.resources.gpu == gpu
+
+
+@pytest.mark.parametrize(
+    "gpu, expected",
+    [(0.3, "0.3 does not divide a card"), (0.7, "0.7 does not divide a card"), (2, "a trial trains on one GPU")],
+)
+def test_load_plan_gpu_share_that_wastes_a_card_is_refused(minimal_space, write_space, gpu, expected):
+    minimal_space["resources"] = {"cpu": 1, "gpu": gpu}
+    # a share that leaves part of a card idle, or a second card no trial uses, is refused with one line on the key
+    with pytest.raises(ConfigError) as err:
+        read_plan(write_space(minimal_space))
+    assert err.value.key == "resources.gpu" and expected in err.value.message and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "task, key, reads",
+    [
+        ("detection", "loss.focal_gamma", "of loss it reads: loss.rpn, loss.roi"),
+        ("detection", "model.drop_rate", "of model it reads: model.name"),
+        ("classification", "loss.rpn.focal_gamma", "of loss it reads: loss.name, loss.focal_gamma"),
+        ("classification", "semi.unsup_weight", "reads no semi.* key; it reads: seed, data"),
+        ("classification", "eval.decision_threshold", "of eval it reads: eval.good_class"),
+    ],
+)
+def test_read_plan_refuses_a_searched_key_the_task_ignores(minimal_space, write_space, task, key, reads):
+    minimal_space["task"] = task
+    minimal_space["space"] = {"optim.lr": {"loguniform": [1e-4, 1e-2]}, key: {"uniform": [0.1, 0.2]}}
+    # a key the task never reads is refused on the space entry, naming the keys the task does read there
+    with pytest.raises(ConfigError) as err:
+        read_plan(write_space(minimal_space))
+    assert err.value.key == f"space.{key}" and reads in err.value.message, str(err.value)
+
+
+def test_every_task_declares_keys_of_the_training_config():
+    # each declared prefix is a path of the training config (a renamed field cannot leave a stale declaration)
+    for task, prefixes in TASK_KEYS.items():
+        for prefix in prefixes:
+            current = TrainConfig
+            for part in prefix.split("."):
+                assert part in current.model_fields, (task, prefix)
+                annotation = current.model_fields[part].annotation
+                current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+                if current is None:
+                    break
+    # and every registered task has a declaration (register_task refuses one without)
+    assert set(TASKS) <= set(TASK_KEYS)
 
 
 def test_load_plan_imagefolder_with_two_classes_is_fine(minimal_space, write_space, tmp_path):
@@ -160,7 +209,10 @@ ERRORS = [
     pytest.param(MISSING, None, "file not found", id="missing-file"),
     pytest.param("space: {optim.lr: [1, 2\n", None, "invalid YAML (line", id="invalid-yaml"),
     pytest.param(
-        'space: !!python/object/apply:os.system ["echo hi"]\n', None, "invalid YAML", id="python-tag-refused"
+        'space: !!python/object/apply:os.system ["echo hi"]\n',
+        "space",
+        "YAML tag !!python/object/apply:os.system is not allowed (line 1)",
+        id="python-tag-refused",
     ),
     pytest.param({"serach": {"metric": "val/loss"}}, "serach", "unknown key; did you mean 'search'?", id="unknown-top-key"),
     pytest.param({"search": {"metrc": "val/loss"}}, "search.metrc", "did you mean 'metric'?", id="unknown-nested-key"),
@@ -199,7 +251,7 @@ ERRORS = [
     ),
     pytest.param({"search": {"mode": "maximize"}}, "search.mode", "'max' or 'min'", id="mode-not-min-max"),
     pytest.param({"search": {"num_samples": 0}}, "search.num_samples", "greater than or equal to 1", id="num-samples-0"),
-    pytest.param({"resources": {"gpu": 1.5}}, "resources.gpu", "fraction in (0, 1] or a whole number", id="gpu-1.5"),
+    pytest.param({"resources": {"gpu": 1.5}}, "resources.gpu", "a trial trains on one GPU", id="gpu-1.5"),
     pytest.param(
         lambda tmp: {"data": {"kind": "imagefolder", "imagefolder": {"root": str(tmp / "no-such-folder")}}},
         "data.imagefolder.root",
@@ -295,7 +347,7 @@ def test_load_plan_error_names_file_key_and_problem(minimal_space, write_space, 
 def test_load_plan_python_tag_is_not_executed(write_space, tmp_path):
     marker = tmp_path / "executed"
     path = write_space(f'space: !!python/object/apply:os.system ["touch {marker}"]\n')
-    with pytest.raises(ConfigError, match="invalid YAML"):
+    with pytest.raises(ConfigError, match="YAML tag !!python/object/apply:os.system is not allowed"):
         load_plan(path)
     # YAML is read with safe_load: the tag is refused, the command never runs
     assert not marker.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import optuna
 import pytest
 import ray
 from rich.console import Console
@@ -110,17 +111,26 @@ def test_build_searcher_multi_objective_gets_metric_and_mode_lists(minimal_space
 @pytest.mark.parametrize(
     ("result", "infeasible"),
     [
-        ({"val/miss_rate": 0.05, "val/overkill_rate": 0.3}, False),
-        ({"val/miss_rate": 0.25, "val/overkill_rate": 0.1}, True),
-        ({"val/miss_rate": float("nan"), "val/overkill_rate": 0.1}, True),
+        ({"val/miss_rate": 0.05, "val/overkill_rate": 0.3, "epoch": 3}, False),
+        ({"val/miss_rate": 0.25, "val/overkill_rate": 0.1, "epoch": 3}, True),
+        ({"val/miss_rate": 0.25, "val/overkill_rate": 0.1, "epoch": 2}, True),
     ],
 )
 def test_constrained_searcher_tells_optuna_which_trials_violate(minimal_space, write_space, result, infeasible):
     minimal_space["search"] = MULTI_OBJECTIVE
     searcher = build_searcher(load_plan(write_space(minimal_space)))
     searcher.suggest("t1")
-    searcher.on_trial_complete("t1", result={**result, "epoch": 2})
+    searcher.on_trial_complete("t1", result=result)
     frozen = searcher._ot_study.trials[0]
-    # the finished Optuna trial carries the constraint: > 0 (infeasible) exactly when it is violated
+    # a finished or stopped Optuna trial carries the constraint: > 0 (infeasible) exactly when it is violated
     assert list(frozen.constraints) == ["val/miss_rate <= 0.1"]
     assert (frozen.constraints["val/miss_rate <= 0.1"] > 0) == infeasible
+
+
+def test_searcher_fails_a_trial_whose_objective_is_nan(minimal_space, write_space):
+    minimal_space["search"] = MULTI_OBJECTIVE
+    searcher = build_searcher(load_plan(write_space(minimal_space)))
+    searcher.suggest("t1")
+    searcher.on_trial_complete("t1", result={"val/miss_rate": float("nan"), "val/overkill_rate": 0.1, "epoch": 3})
+    # a non-finite objective is no value to learn from: FAIL, which the sampler ignores
+    assert searcher._ot_study.trials[0].state == optuna.trial.TrialState.FAIL

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from training.augment import AUGMENTS, MEAN, STD, SETTINGS, augment_transforms, normalize_batch, train_transform
+from training.augment import (
+    AUGMENTS,
+    BOX_AWARE,
+    KNOBS,
+    MEAN,
+    PHOTOMETRIC,
+    STD,
+    augment_transforms,
+    normalize_batch,
+    train_transform,
+)
 from training.config import AugmentConfig
 
 # a magnitude per knob that visibly changes a textured image when the transform fires
@@ -38,6 +48,11 @@ MAGNITUDES = {
 FLIPS = {"hflip", "vflip"}
 # knobs whose magnitude is their own firing probability (cfg.p does not apply)
 PROBABILITY_KNOBS = FLIPS | {"rrc_p", "shrink_p", "autocontrast", "equalize"}
+# AugmentConfig fields that shape a transform, mix batches (training.mix) or place the pipeline
+SETTINGS = {
+    "p", "rrc_scale_min", "rrc_ratio", "shrink_scale_min", "shrink_pad", "mixup_alpha", "cutmix_alpha", "mix_prob",
+    "device",
+}  # fmt: skip
 
 
 def _image(seed: int, size: int = 32) -> np.ndarray:
@@ -47,10 +62,19 @@ def _image(seed: int, size: int = 32) -> np.ndarray:
 
 def test_augment_knobs_match_config_fields():
     knobs = set(AugmentConfig.model_fields) - SETTINGS
-    # every magnitude in the config has a builder and every builder a config knob
-    assert set(AUGMENTS) == knobs
+    # every magnitude in the config has a row in the table and every row a config knob
+    assert set(KNOBS) == knobs and set(AUGMENTS) == knobs
     # and this test's magnitude table covers them all
     assert set(MAGNITUDES) == knobs
+
+
+def test_knob_table_kinds_derive_the_lists():
+    # the photometric knobs (the strong view's pixel-only part) are box-aware: they move no pixel
+    assert set(PHOTOMETRIC) <= set(BOX_AWARE)
+    # a geometric knob is box-aware only where boxes follow it exactly (flips and affine maps)
+    assert {k for k in BOX_AWARE if KNOBS[k].kind == "geometric"} == {"hflip", "vflip", "rotate", "scale", "translate"}
+    # occlusions can cut a defect away: never box-aware
+    assert not {k for k, row in KNOBS.items() if row.kind == "occlusion"} & set(BOX_AWARE)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])

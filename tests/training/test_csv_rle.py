@@ -135,7 +135,7 @@ def test_long_csv_images_flow_through_a_training_step(tmp_path):
     # the images keep their 64 x 400 shape; labels are one 0/1 column per class
     assert images.shape == (4, 3, 64, 400) and labels.shape == (4, 2)
     optimizer = create_optimizer(task.model, cfg.optim)
-    loss = training_step(task, (images, labels), optimizer, task.runtime.grad_scaler(), None, "test")
+    loss = training_step(task, (images, labels), optimizer, task.runtime.grad_scaler(), None)
     assert torch.isfinite(loss)
     # the stratified split keeps both classes (4 images each) on both sides
     splits = load_splits(cfg.data)

@@ -71,6 +71,43 @@ def test_stage_loss_is_weighted_sigmoid_focal_loss():
     assert torch.allclose(StageLoss(ce)(logits, targets), 0.5 * torch.nn.functional.cross_entropy(logits, targets))
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 1.0, 2.0, 5.0])
+def test_stage_focal_loss_has_finite_loss_and_gradients_on_saturated_logits(gamma):
+    part = DetectionLossPart(name="focal", focal_gamma=gamma, focal_alpha=0.25)
+    # saturated both ways, right and wrong: p_t is exactly 1 or 0 in float32
+    for logits, targets in (
+        (torch.tensor([[100.0, -100.0, -100.0], [-100.0, -100.0, 100.0], [100.0, -100.0, 0.0]]), torch.tensor([0, 2, 1])),
+        (torch.tensor([100.0, -100.0, 100.0, -100.0]), torch.tensor([1, 0, 0, 1])),  # RPN objectness
+    ):
+        logits.requires_grad_(True)
+        loss = StageLoss(part)(logits, targets)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(logits.grad).all(), logits.dim()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 1.0, 2.0, 5.0])
+def test_retinanet_focal_head_has_finite_loss_and_gradients_on_saturated_logits(gamma):
+    head = detector("retinanet", loss=LossConfig(roi=DetectionLossPart(focal_gamma=gamma))).head.classification_head
+    logits = torch.tensor([[[100.0, -100.0, -100.0], [-100.0, 100.0, -100.0], [100.0, 100.0, -100.0]]], requires_grad=True)
+    matched = [torch.tensor([0, -1, 0])]
+    loss = head.compute_loss([{"labels": torch.tensor([1])}], {"cls_logits": logits}, matched)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_stage_loss_sample_weights_give_the_weighted_mean():
+    logits, targets = torch.randn(4, 3), torch.tensor([1, 0, 0, 2])
+    per_sample = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    weights = torch.tensor([1.0, 0.5, 0.25, 1.0])
+    part = DetectionLossPart(name="cross_entropy", weight=2.0)
+    # weighted sum over the sum of weights (mmdetection's Soft Teacher normalisation), times the stage weight
+    by_hand = 2.0 * (per_sample * weights).sum() / weights.sum()
+    assert torch.allclose(StageLoss(part)(logits, targets, weights), by_hand)
+    # weights summing below 1 are not blown up: the divisor is at least 1
+    small = torch.tensor([0.1, 0.1, 0.1, 0.1])
+    assert torch.allclose(StageLoss(part)(logits, targets, small), 2.0 * (per_sample * small).sum())
+
+
 def test_rpn_objectness_loss_is_focal_when_configured():
     rpn = detector(loss=LossConfig(rpn=FOCAL)).rpn
     # hand-made anchor labels: 1 object, 0 background, -1 ignored; few enough that all are sampled

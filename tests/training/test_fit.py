@@ -13,10 +13,12 @@ import torch
 
 from training.config import TrainConfig, TrainLoopConfig
 from training.errors import ConfigError
-from training.fit import EpochReport, NonFiniteLossError, fit
+from training.fit import CHECK_EVERY, EpochReport, NonFiniteLossError, fit, train_one_epoch
+from training.optim import create_optimizer, create_scheduler
 from training.runtime import Runtime
 from training.tasks import get_task
 from training.tasks.classification import ClassificationTask
+from training.tasks.probe import TRAIN_ROWS, ProbeTask
 
 MODEL = "resnet10t"
 
@@ -122,8 +124,8 @@ def test_fit_huge_lr_raises_non_finite_loss():
 
 def test_epoch_report_state_is_a_checkpoint(resumed):
     state, _, _ = resumed
-    # the checkpoint holds its epoch, the model, optimizer and schedule states, and the config
-    assert set(state) == {"epoch", "model", "optimizer", "scheduler", "config"}
+    # the checkpoint holds its epoch, the model, optimizer, schedule and loss-scale states, and the config
+    assert set(state) == {"epoch", "model", "optimizer", "scheduler", "scaler", "config"}
     # saved after epoch 1, it says so
     assert state["epoch"] == 1
     # its config is the run's config, round-trippable
@@ -207,3 +209,50 @@ def test_get_task_unknown_name_suggests_classification():
     assert err.value.key == "task"
     # naming the task that does exist
     assert "'nope'" in err.value.message and "classification" in err.value.message
+
+
+class NanAtBatch(ProbeTask):
+    """The probe task whose training loss turns NaN at batch `nan_batch` (1-based) of the epoch."""
+
+    def __init__(self, cfg: TrainConfig, nan_batch: int):
+        super().__init__(cfg, Runtime.from_config(cfg.train))
+        self.nan_batch, self.calls, self.losses = nan_batch, 0, []
+
+    def training_loss(self, batch):
+        self.calls += 1
+        loss = super().training_loss(batch)
+        loss = loss * float("nan") if self.calls == self.nan_batch else loss
+        self.losses.append(float(loss.detach()))  # the test's own look at each step (a sync the loop avoids)
+        return loss
+
+
+def run_one_epoch(task: ProbeTask) -> float:
+    optimizer = create_optimizer(task.model, task.cfg.optim)
+    scheduler = create_scheduler(optimizer, task.cfg.optim, 1, len(task.train_loader))
+    return train_one_epoch(task, optimizer, scheduler, task.runtime.grad_scaler(), None, epoch=1)
+
+
+@pytest.mark.parametrize(
+    "batch_size, nan_batch",
+    [(4, 3), (4, TRAIN_ROWS // 4), (5, TRAIN_ROWS // 5 + 1)],
+    ids=["early", "last-full-window", "last-partial-window"],
+)
+def test_train_one_epoch_reports_a_late_non_finite_loss_by_its_batch(batch_size, nan_batch):
+    cfg = TrainConfig(task="probe", data={"batch_size": batch_size}, train={"device": "cpu"})
+    task = NanAtBatch(cfg, nan_batch)
+    # a NaN loss still fails the epoch, naming the epoch and the batch where it first appeared
+    with pytest.raises(NonFiniteLossError, match=rf"loss is nan at epoch 1, batch {nan_batch}$"):
+        run_one_epoch(task)
+    # the host does not wait on each step: it finds out a few steps later (or at the end of the epoch) ...
+    assert task.calls > nan_batch or nan_batch == len(task.train_loader)
+    # ... but never more than two check windows later
+    assert task.calls <= nan_batch + 2 * CHECK_EVERY - 1
+
+
+def test_train_one_epoch_mean_loss_is_the_mean_of_the_steps():
+    cfg = TrainConfig(task="probe", data={"batch_size": 5}, train={"device": "cpu"})
+    task = NanAtBatch(cfg, nan_batch=0)  # never NaN
+    mean = run_one_epoch(task)
+    # the loss summed on the device over whole and partial check windows is the plain mean of the steps
+    assert len(task.losses) == len(task.train_loader) == TRAIN_ROWS // 5 + 1
+    assert mean == pytest.approx(sum(task.losses) / len(task.losses), rel=1e-6)

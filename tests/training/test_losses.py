@@ -120,11 +120,24 @@ def test_focal_loss_down_weights_easy_examples_more_than_hard_ones():
     assert kept(hard) > 10 * kept(easy)
 
 
-@pytest.mark.parametrize("gamma", [0.3, 0.5, 0.9])
-def test_focal_loss_fractional_gamma_has_finite_gradients_on_a_saturated_prediction(gamma):
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 0.9, 1.0, 2.0, 3.5, 5.0])
+def test_focal_loss_has_finite_loss_and_gradients_on_a_saturated_prediction(gamma):
     # p_t rounds to exactly 1 in float32: (1 - p)**gamma has an infinite slope there for gamma < 1
     logits = torch.tensor([[40.0, 0.0, 0.0], [0.5, 1.5, 0.0]], requires_grad=True)
     for target in (torch.tensor([0, 2]), F.one_hot(torch.tensor([0, 2]), 3).float()):  # hard and soft targets
         logits.grad = None
-        FocalLoss(gamma)(logits, target).backward()
-        assert torch.isfinite(logits.grad).all(), target
+        loss = FocalLoss(gamma)(logits, target)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(logits.grad).all(), target
+
+
+def test_focal_modulation_has_one_home_shared_by_the_focal_losses():
+    import training.detection.losses as detection_losses
+    import training.multilabel_losses as multilabel_losses
+    from training import focal, losses
+
+    # the classification loss and the sigmoid helper that the multi-label and detection losses use
+    # take the modulation from training.focal, so a fix there reaches all four
+    assert losses.focal_modulation is focal.focal_modulation
+    assert multilabel_losses.sigmoid_focal_terms is focal.sigmoid_focal_terms
+    assert detection_losses.sigmoid_focal_terms is focal.sigmoid_focal_terms

@@ -76,11 +76,14 @@ def test_sigmoid_focal_loss_matches_hand_computed_value():
     assert SigmoidFocalLoss(gamma, alpha)(logits, targets).item() == pytest.approx(by_hand, rel=1e-5)
 
 
-def test_sigmoid_focal_loss_fractional_gamma_has_finite_gradients_on_saturated_logits():
-    # sigmoid(40) is exactly 1 in float32: (1 - p_t)**0.5 has an infinite slope there
-    logits = torch.tensor([[40.0, -40.0, 0.3]], requires_grad=True)
-    SigmoidFocalLoss(0.5, torch.empty(0))(logits, torch.tensor([[1.0, 0.0, 1.0]])).backward()
-    assert torch.isfinite(logits.grad).all()
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 0.5, 1.0, 2.0, 5.0])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_sigmoid_focal_loss_has_finite_loss_and_gradients_on_saturated_logits(gamma, label_smoothing):
+    # sigmoid(+-100) is exactly 1 or 0 in float32: (1 - p_t)**gamma has an infinite slope there for gamma < 1
+    logits = torch.tensor([[100.0, -100.0, 0.3, -100.0, 100.0]], requires_grad=True)
+    loss = SigmoidFocalLoss(gamma, torch.full((5,), 0.25), label_smoothing)(logits, torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
 
 
 def test_cross_entropy_is_binary_cross_entropy_per_class():

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
+from types import SimpleNamespace
 
 import albumentations as A
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torchvision.models.detection._utils import BoxCoder
 
 from training.config import PseudoThresholds, SyntheticData, TrainConfig
 from training.data import synthetic
@@ -17,10 +20,15 @@ from training.data.samples import ImageSet
 from training.detection.semi import (
     MixedBatchSampler,
     PseudoStats,
+    TeacherPass,
     UnlabeledDataset,
+    background_weigher,
+    box_uncertainty,
     ema_update,
     filter_pseudo_boxes,
+    jitter_boxes,
     map_boxes,
+    regression_uncertainty,
     split_labeled,
 )
 from training.errors import ConfigError
@@ -68,6 +76,96 @@ def test_filter_pseudo_boxes_keeps_exactly_the_boxes_above_each_threshold(initia
     for stage, kept in expected.items():
         assert targets[stage]["labels"].tolist() == kept
         assert torch.equal(targets[stage]["boxes"], boxes[kept])
+
+
+def test_filter_pseudo_boxes_keeps_steady_initial_survivors_for_regression():
+    boxes, labels = torch.arange(24, dtype=torch.float32).view(6, 4), torch.arange(6)
+    uncertainty = torch.tensor([0.01, 0.05, 0.019, 0.0, 0.001, 0.03])
+    thresholds = PseudoThresholds(initial=0.4, cls=0.5, rpn=0.5, reg=0.02)
+    targets = filter_pseudo_boxes(boxes, labels, SCORES, thresholds, uncertainty)
+    # reg: the initial survivors (0, 1, 2) whose uncertainty is below 0.02, whatever their cls score;
+    # box 3 is steady but scored below `initial`
+    assert targets["reg"]["labels"].tolist() == [0, 2]
+    assert targets["cls"]["labels"].tolist() == [0, 1]
+    # without uncertainties (jitter off) the regression learns from the cls boxes, as before
+    assert filter_pseudo_boxes(boxes, labels, SCORES, thresholds)["reg"]["labels"].tolist() == [0, 1]
+
+
+def test_regression_uncertainty_is_the_coordinate_std_over_the_mean_box_side():
+    # two refined copies of one box: x0 in {0, 2}, y0 in {0, 0}, x1 in {10, 12}, y1 in {20, 24}
+    refined = torch.tensor([[[0.0, 0.0, 10.0, 20.0]], [[2.0, 0.0, 12.0, 24.0]]])
+    # mean box [1, 0, 11, 22]: width 10, height 22; unbiased std of two values a, b is |a - b| / sqrt(2)
+    by_hand = (2 / math.sqrt(2) / 10 + 0 / 22 + 2 / math.sqrt(2) / 10 + 4 / math.sqrt(2) / 22) / 4
+    assert regression_uncertainty(refined).tolist() == pytest.approx([by_hand])
+
+
+def test_jitter_boxes_moves_each_coordinate_by_the_scale_times_its_side():
+    torch.manual_seed(0)
+    box = torch.tensor([[10.0, 20.0, 50.0, 30.0]])  # width 40, height 10
+    copies = jitter_boxes(box, 20000, 0.06)
+    # centred on the box, with std 0.06 * width along x and 0.06 * height along y
+    assert torch.allclose(copies.mean(0), box, atol=0.05)
+    assert torch.allclose(copies.std(0)[0], torch.tensor([2.4, 0.6, 2.4, 0.6]), rtol=0.03)
+
+
+def hand_made_teacher(predictor) -> SimpleNamespace:
+    """A teacher whose ROI heads see each box itself as its feature: `predictor(boxes)` gives
+    (class logits, box deltas); boxes decode like torchvision's (weights 10, 10, 5, 5)."""
+    heads = SimpleNamespace(
+        box_roi_pool=lambda features, boxes, sizes: torch.cat(boxes),
+        box_head=lambda boxes: boxes,
+        box_predictor=predictor,
+        box_coder=BoxCoder((10.0, 10.0, 5.0, 5.0)),
+    )
+    return SimpleNamespace(roi_heads=heads)
+
+
+def test_box_uncertainty_keeps_the_boxes_the_teacher_refines_steadily():
+    steady = torch.tensor([[8.0, 8.0, 40.0, 24.0]])
+    coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
+
+    def predictor(boxes):
+        # class 1: every copy is refined onto `steady`; class 2: copies left where jitter put them
+        deltas = torch.zeros(len(boxes), 3, 4)
+        deltas[:, 1] = coder.encode_single(steady.expand(len(boxes), 4), boxes)
+        return torch.zeros(len(boxes), 3), deltas.reshape(len(boxes), -1)
+
+    seen = TeacherPass([], OrderedDict(), sizes=[(64, 64)], originals=[(64, 64)])
+    boxes, labels = torch.tensor([[10.0, 10.0, 38.0, 22.0], [10.0, 10.0, 38.0, 22.0]]), torch.tensor([1, 2])
+    torch.manual_seed(0)
+    (uncertainty,) = box_uncertainty(hand_made_teacher(predictor), seen, [boxes], [labels], times=10, scale=0.2)
+    # the class-1 box is refined to one place (uncertainty 0): kept; the class-2 box keeps the jitter
+    # spread (about 0.2 of its side per coordinate): dropped at Soft Teacher's 0.02
+    assert uncertainty[0].item() == pytest.approx(0.0, abs=1e-5)
+    assert 0.1 < uncertainty[1].item() < 0.3
+    kept = filter_pseudo_boxes(boxes, labels, torch.tensor([0.9, 0.9]), PseudoThresholds(reg=0.02), uncertainty)
+    assert kept["reg"]["labels"].tolist() == [1]
+    # an image without boxes beside one with boxes gets an empty result (a batch often mixes both)
+    seen = TeacherPass([], OrderedDict(), sizes=[(64, 64)] * 2, originals=[(64, 64)] * 2)
+    empty, full = box_uncertainty(hand_made_teacher(predictor), seen, [boxes[:0], boxes], [labels[:0], labels], 10, 0.2)
+    assert empty.shape == (0,) and full.shape == (2,)
+
+
+def test_background_weigher_weights_background_samples_by_the_teachers_background_score():
+    # the teacher's background logit is x0 / 4 of the box it sees; the two class logits are 0
+    def predictor(boxes):
+        return torch.stack([boxes[:, 0] / 4, torch.zeros(len(boxes)), torch.zeros(len(boxes))], 1), None
+
+    # the strong view is the weak one shifted 8 px right: the teacher sees each proposal 8 px left
+    shift = torch.tensor([[1.0, 0.0, 8.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    seen = TeacherPass([], OrderedDict(), sizes=[(64, 64)], originals=[(64, 64)])
+    recorded = []
+    weigh = background_weigher(hand_made_teacher(predictor), seen, [shift], [(64, 64)], recorded.append)
+    proposals = [torch.tensor([[16.0, 0.0, 30.0, 10.0], [24.0, 4.0, 40.0, 20.0], [12.0, 0.0, 20.0, 8.0]])]
+    (weights,) = weigh(proposals, [torch.tensor([0, 2, 0])], [(64, 64)])
+
+    def background(x0: float) -> float:
+        return math.exp(x0 / 4) / (math.exp(x0 / 4) + 2)
+
+    # foreground samples weigh 1; background ones the teacher's background probability at x0 - 8
+    assert weights.tolist() == pytest.approx([background(8.0), 1.0, background(4.0)], rel=1e-5)
+    # the background samples' weights are what the epoch's mean background weight is made of
+    assert torch.cat(recorded).tolist() == pytest.approx([background(8.0), background(4.0)], rel=1e-5)
 
 
 def test_split_labeled_keeps_the_fraction_of_each_label_deterministically():
@@ -172,6 +270,11 @@ def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio()
     # after burn-in the teacher pseudo-labels: kept ratios (overall, per stage, per class) and the histogram
     assert 0.0 <= semi.metrics["train/pseudo_kept_ratio"] <= 1.0
     assert {"train/pseudo_kept_ratio_cls", "train/pseudo_kept_ratio_rpn", "val/student_mAP50", "val/AP50/scratch"} <= set(semi.metrics)
+    # the Soft Teacher parts (on by default) report what they did: the mean background weight of
+    # the student's background samples, and the share of boxes kept for regression, per class too
+    assert 0.0 < semi.metrics["train/pseudo_bg_weight"] < 1.0
+    assert 0.0 <= semi.metrics["train/pseudo_kept_ratio_reg"] <= semi.metrics["train/pseudo_kept_ratio"]
+    assert any(k.startswith("train/pseudo_kept_ratio_reg/") for k in semi.metrics)
     assert semi.metrics["train/unsup_loss"] > 0.0
     histogram = semi.extras["pseudo_scores"]
     assert len(histogram["bins"]) == len(histogram["counts"]) + 1 and sum(histogram["counts"]) > 0
@@ -209,3 +312,19 @@ def test_check_rejects_a_config_that_cannot_pseudo_label(key, semi):
         get_task("semi_supervised_detection").check(tiny_config(**semi))
     # the error names the key
     assert error.value.key == key
+
+
+def test_zero_unsupervised_weight_trains_on_the_labeled_part_only():
+    cfg = tiny_config(burn_in_epochs=0, unsup_weight=0.0)
+    reports = []
+    fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
+    (report,) = reports[-1:]
+    # the teacher never pseudo-labels: no unsupervised loss, no kept ratios (the supervised baseline)
+    assert report.metrics["train/unsup_loss"] == 0.0 and "train/pseudo_kept_ratio" not in report.metrics
+
+
+def test_check_refuses_a_single_jittered_copy():
+    with pytest.raises(ConfigError) as error:
+        get_task("semi_supervised_detection").check(tiny_config(jitter={"times": 1}))
+    # one copy has no spread: the error names the key
+    assert error.value.key == "semi.jitter.times"

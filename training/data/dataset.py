@@ -2,9 +2,14 @@
 
 Normalization happens on the batch, on the device (see `training.augment.normalize_batch`): one
 tensor op per batch instead of one per image, and 4x less to copy to a GPU.
+
+A training loader asks for `(index, seed)` keys (`training.data.loading.SeededSampler`): the
+augmentation of a sample is drawn from its own seed, so it is the same in any worker process.
 """
 
 from __future__ import annotations
+
+import random
 
 import albumentations as A
 import cv2
@@ -14,18 +19,38 @@ from torch.utils.data import Dataset
 
 from training.data.samples import ImageSet
 
+Key = int | tuple[int, int]  # an index, or (index, seed of its augmentation)
 
-def read_image(item: np.ndarray | str, size: int | tuple[int, int]) -> np.ndarray:
-    """uint8 RGB HxWx3 at size x size (or size = (height, width)) from an array or an image file."""
-    height, width = (size, size) if isinstance(size, int) else size
+
+def read_image(item: np.ndarray | str, size: int | tuple[int, int] | None) -> np.ndarray:
+    """uint8 RGB HxWx3 at size x size (or size = (height, width); None = as it is) from an array or
+    an image file."""
     if isinstance(item, str):
         image = cv2.imread(item, cv2.IMREAD_COLOR)
         if image is None:
             raise FileNotFoundError(f"cannot read image {item}")
         item = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if size is None:
+        return item
+    height, width = (size, size) if isinstance(size, int) else size
     if item.shape[:2] != (height, width):
         item = cv2.resize(item, (width, height), interpolation=cv2.INTER_AREA)
     return item
+
+
+def split_key(key: Key) -> tuple[int, int | None]:
+    """(index, seed of its augmentation or None)."""
+    return (key[0], key[1]) if isinstance(key, tuple) else (int(key), None)
+
+
+def reseed(transform: A.Compose, seed: int | None) -> None:
+    """Draw the next image's augmentation from `seed` (None: go on with the transform's own stream)."""
+    if seed is not None:
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+def to_chw(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
 class ClassificationDataset(Dataset):
@@ -34,24 +59,28 @@ class ClassificationDataset(Dataset):
     def __init__(self, images: ImageSet, image_size: int | tuple[int, int], augment: A.Compose | None = None):
         self.images = images
         self.image_size = image_size
-        self.augment = augment
+        self.augment = augment if augment is not None and augment.transforms else None
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def image(self, index: int) -> torch.Tensor:
-        """The uint8 CHW tensor of image `index`, resized and augmented."""
+    def image(self, key: Key) -> tuple[torch.Tensor, int]:
+        """(uint8 CHW tensor of the image, its index): resized and augmented."""
+        index, seed = split_key(key)
         image = read_image(self.images.images[index], self.image_size)
-        if self.augment is not None and self.augment.transforms:
+        if self.augment is not None:
+            reseed(self.augment, seed)
             image = self.augment(image=image)["image"]
-        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return to_chw(image), index
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.image(index), int(self.images.labels[index])
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, int]:
+        image, index = self.image(key)
+        return image, int(self.images.labels[index])
 
 
 class MultiLabelDataset(ClassificationDataset):
     """(uint8 CHW tensor, float32 0/1 vector of classes) pairs over an ImageSet with (n, classes) labels."""
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.image(index), torch.from_numpy(self.images.labels[index].astype(np.float32))
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor]:
+        image, index = self.image(key)
+        return image, torch.from_numpy(self.images.labels[index].astype(np.float32))

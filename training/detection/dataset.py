@@ -1,16 +1,22 @@
-"""Detection samples over an ImageSet: (uint8 CHW tensor, {boxes, labels}) and their collate."""
+"""Detection samples over an ImageSet: (uint8 CHW tensor, {boxes, labels}), their collate, and the
+detection tasks' batches: a DataLoader, or `DeviceBatches` over images cached on the device."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
+from training.config import DataConfig
+from training.data.dataset import Key, read_image, reseed, split_key, to_chw
+from training.data.loading import DeviceBatches, batch_order, make_loader
 from training.data.samples import ImageSet
+from training.runtime import Runtime
+
+Target = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,7 @@ class LabelMap:
 
 def read_rgb(item: np.ndarray | str) -> np.ndarray:
     """uint8 RGB HxWx3 at its original size (boxes are in its pixels) from an array or a file."""
-    if not isinstance(item, str):
-        return item
-    image = cv2.imread(item, cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {item}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_image(item, None)
 
 
 class DetectionDataset(Dataset):
@@ -57,15 +58,16 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, Target]:
+        index, seed = split_key(key)
+        reseed(self.transform, seed)
         out = self.transform(
             image=read_rgb(self.images.images[index]),
             bboxes=self.images.boxes[index].reshape(-1, 4),
             labels=self.labels.to_detector(self.images.box_labels[index]),
         )
-        image = torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1)))
         boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4))
-        return image, {"boxes": boxes, "labels": torch.as_tensor(np.asarray(out["labels"], dtype=np.int64))}
+        return to_chw(out["image"]), {"boxes": boxes, "labels": torch.as_tensor(np.asarray(out["labels"], dtype=np.int64))}
 
 
 def collate(
@@ -74,3 +76,25 @@ def collate(
     """Images stacked (all share the dataset's size); targets kept as a list (box counts differ)."""
     images, targets = zip(*batch)
     return torch.stack(images), list(targets)
+
+
+def detection_loader(
+    dataset: DetectionDataset,
+    data: DataConfig,
+    runtime: Runtime,
+    shuffle: bool,
+    generator: torch.Generator,
+    images: torch.Tensor | None = None,
+) -> DataLoader | DeviceBatches:
+    """The batches of `dataset`: from a DataLoader, or, given its `images` cached on the device as one
+    uint8 NCHW tensor (already at the data's size), drawn there by index with its boxes."""
+    if images is None:
+        return make_loader(dataset, data, runtime, shuffle, generator, collate_fn=collate)
+    device = images.device
+    targets = [
+        {"boxes": torch.as_tensor(b.reshape(-1, 4), dtype=torch.float32, device=device),
+         "labels": torch.as_tensor(dataset.labels.to_detector(c), device=device)}
+        for b, c in zip(dataset.images.boxes, dataset.images.box_labels)
+    ]  # fmt: skip
+    order = batch_order(dataset, data, shuffle, generator)
+    return DeviceBatches(dataset, order, lambda i, listed: (images[i], [targets[j] for j in listed]), device)

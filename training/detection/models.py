@@ -22,13 +22,15 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead, 
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, sigmoid_focal_loss
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from training.augment import MEAN, STD
 from training.config import DetectionLossPart, LossConfig, ModelConfig
 from training.detection.losses import StageLoss
 from training.errors import ConfigError
+from training.focal import sigmoid_focal_terms
+from training.init_from import initialise
 from training.models import check_model_name, check_pretrained
 
 # Sized for small inspection images on modest hardware: 64 FPN channels and a 256-wide box head keep
@@ -153,17 +155,15 @@ class FocalClassificationHead(RetinaNetClassificationHead):
 
     def compute_loss(self, targets, head_outputs, matched_idxs):
         # torchvision's loss (per image: focal summed over valid anchors / foreground count), configured
-        alpha = -1.0 if self.part.focal_alpha is None else self.part.focal_alpha
         losses = []
         for target, logits, matched in zip(targets, head_outputs["cls_logits"], matched_idxs):
             foreground = matched >= 0
             one_hot = torch.zeros_like(logits)
             one_hot[foreground, target["labels"][matched[foreground]]] = 1.0
             valid = matched != self.BETWEEN_THRESHOLDS
-            loss = sigmoid_focal_loss(
-                logits[valid].float(), one_hot[valid].float(), alpha=alpha, gamma=self.part.focal_gamma, reduction="sum"
-            )
-            losses.append(loss / max(1, int(foreground.sum())))
+            part = self.part
+            loss = sigmoid_focal_terms(logits[valid].float(), one_hot[valid].float(), part.focal_gamma, part.focal_alpha)
+            losses.append(loss.sum() / max(1, int(foreground.sum())))
         return self.part.weight * sum(losses) / len(targets)
 
 
@@ -255,4 +255,7 @@ def create_detector(model: ModelConfig, loss: LossConfig, num_classes: int, imag
     """
     check_detector(model)
     backbone = TimmFPN(model.name, model.pretrained, len(model.anchor_sizes))
-    return DETECTORS[model.detector](backbone, anchor_generator(model), loss, num_classes, image_size)
+    detector = DETECTORS[model.detector](backbone, anchor_generator(model), loss, num_classes, image_size)
+    if model.init_from is not None:
+        initialise(detector, model.init_from, backbone.body)
+    return detector

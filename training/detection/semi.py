@@ -6,9 +6,12 @@
   unlabeled images seen twice, weakly (the teacher's view) and strongly (the student's view),
   with the affine matrix from the weak view to the strong one.
 - `map_boxes`, `filter_pseudo_boxes`: teacher boxes -> the student's view -> per-stage targets.
-- `PSEUDO_LOSSES`: detector name -> the student's loss on pseudo targets (for Faster R-CNN, the RPN
-  and the ROI heads learn from different target sets, as in Soft Teacher).
-- `PseudoStats`: the teacher's kept ratios and score histogram over an epoch.
+- `teacher_pass`, `box_uncertainty`, `background_weigher`: what the Faster R-CNN teacher says beyond
+  its boxes: how much jittered copies of a box move when it refines them (box regression learns from
+  the steady ones), and how sure it is that a student's proposal is background (Soft Teacher's weights).
+- `PSEUDO_LOSSES`: detector name -> the student's loss on pseudo targets (for Faster R-CNN, the RPN,
+  the ROI classifier and the box regression learn from different target sets, as in Soft Teacher).
+- `PseudoStats`: the teacher's kept ratios, background weights and score histogram over an epoch.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, Sampler
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.transform import resize_boxes
+from torchvision.ops import clip_boxes_to_image
 
-from training.augment import AUGMENTS
+from training.augment import AUGMENTS, PHOTOMETRIC  # the strong view's pixel-only knobs
 from training.config import AugmentConfig, PseudoThresholds
 from training.data.dataset import read_image
 from training.data.samples import ImageSet
@@ -37,11 +42,7 @@ SCORE_FLOOR = 0.05
 # A pseudo box squeezed below this many pixels on a side by the strong view's geometry is dropped.
 MIN_BOX_SIDE = 1.0
 HISTOGRAM_BINS = 20
-STAGES = ("initial", "cls", "rpn")
-# The augment knobs that change pixels only: the photometric part of the student's strong view.
-PHOTOMETRIC = (
-    "brightness", "contrast", "saturation", "hue", "sharpness", "clahe", "blur", "autocontrast", "equalize", "posterize",
-)  # fmt: skip
+STAGES = ("initial", "cls", "rpn")  # the score-threshold stages; "reg" filters on box uncertainty
 
 
 # ---------------------------------------------------------------- teacher
@@ -199,9 +200,9 @@ def collate_mixed(labeled_collate: Callable[[list[Any]], Any]) -> Callable[[list
 # ---------------------------------------------------------------- pseudo labels
 
 
-def map_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """(boxes in the strong view, mask of the boxes kept): corners through the affine `matrix`,
-    clipped to the image (height, width); boxes left thinner than MIN_BOX_SIDE are dropped."""
+def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:
+    """Boxes through the affine `matrix` (the hull of their moved corners), clipped to the image
+    (height, width); one box out per box in."""
     x0, y0, x1, y1 = boxes.unbind(-1)
     corners = torch.stack([torch.stack([x, y], -1) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))], 1)
     matrix = matrix.to(boxes)
@@ -209,51 +210,188 @@ def map_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> tuple[Ten
     mapped = torch.cat([moved.amin(1), moved.amax(1)], -1)
     mapped[:, 0::2] = mapped[:, 0::2].clamp(0, size[1])
     mapped[:, 1::2] = mapped[:, 1::2].clamp(0, size[0])
+    return mapped
+
+
+def map_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """(boxes in the strong view, mask of the boxes kept): `transform_boxes`, then boxes left thinner
+    than MIN_BOX_SIDE are dropped."""
+    mapped = transform_boxes(boxes, matrix, size)
     keep = ((mapped[:, 2:] - mapped[:, :2]) >= MIN_BOX_SIDE).all(-1)
     return mapped[keep], keep
 
 
 def filter_pseudo_boxes(
-    boxes: Tensor, labels: Tensor, scores: Tensor, thresholds: PseudoThresholds
+    boxes: Tensor, labels: Tensor, scores: Tensor, thresholds: PseudoThresholds, uncertainty: Tensor | None = None
 ) -> dict[str, dict[str, Tensor]]:
     """Targets per stage: `initial` keeps boxes scoring above thresholds.initial; `cls` and `rpn`
     keep, among those, the ones above their own threshold (Soft Teacher's order: a stage threshold
-    below `initial` therefore changes nothing)."""
+    below `initial` therefore changes nothing); `reg` keeps the initial survivors whose `uncertainty`
+    (see `box_uncertainty`) is below thresholds.reg, or, without uncertainties, the `cls` boxes."""
     first = scores > thresholds.initial
-    targets = {}
-    for stage in STAGES:
-        keep = first & (scores > getattr(thresholds, stage))
-        targets[stage] = {"boxes": boxes[keep], "labels": labels[keep]}
-    return targets
+    keeps = {stage: first & (scores > getattr(thresholds, stage)) for stage in STAGES}
+    keeps["reg"] = keeps["cls"] if uncertainty is None else first & (uncertainty < thresholds.reg)
+    return {stage: {"boxes": boxes[keep], "labels": labels[keep]} for stage, keep in keeps.items()}
+
+
+# ---------------------------------------------------------------- what the teacher says
+
+
+@dataclass
+class TeacherPass:
+    """The teacher's detections (pixel coordinates of its input images) and, for a two-stage
+    detector, the features and sizes its ROI heads need to score or refine other boxes."""
+
+    detections: list[dict[str, Tensor]]
+    features: OrderedDict[str, Tensor] | None = None
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # after the detector's own transform
+    originals: list[tuple[int, int]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def teacher_pass(teacher: nn.Module, images: list[Tensor]) -> TeacherPass:
+    """GeneralizedRCNN.forward in eval mode, keeping the features; other detectors: their detections only."""
+    if not isinstance(getattr(teacher, "roi_heads", None), RoIHeads):
+        return TeacherPass(teacher(images))
+    originals = [tuple(image.shape[-2:]) for image in images]
+    image_list, _ = teacher.transform(images)
+    features = teacher.backbone(image_list.tensors)
+    if isinstance(features, Tensor):
+        features = OrderedDict([("0", features)])
+    proposals, _ = teacher.rpn(image_list, features)
+    detections, _ = teacher.roi_heads(features, proposals, image_list.image_sizes)
+    detections = teacher.transform.postprocess(detections, image_list.image_sizes, originals)
+    return TeacherPass(detections, features, image_list.image_sizes, originals)
+
+
+def _roi_outputs(heads: RoIHeads, features: OrderedDict, boxes: list[Tensor], sizes: list[tuple[int, int]]):
+    """(class logits, box deltas) of the ROI heads for the given boxes."""
+    return heads.box_predictor(heads.box_head(heads.box_roi_pool(features, boxes, sizes)))
+
+
+def jitter_boxes(boxes: Tensor, times: int, scale: float) -> Tensor:
+    """(times, n, 4) copies of `boxes`, each coordinate moved by N(0, scale * the box's side along it)."""
+    sides = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1.0).repeat(1, 2)
+    return boxes + torch.randn(times, *boxes.shape, device=boxes.device, dtype=boxes.dtype) * sides * scale
+
+
+def regression_uncertainty(refined: Tensor) -> Tensor:
+    """(n,) from (times, n, 4) refined copies: the std of each coordinate over the copies, divided
+    by the mean box's side along it, averaged over the 4 coordinates (Soft Teacher's box reliability)."""
+    mean = refined.mean(0)
+    sides = (mean[:, 2:] - mean[:, :2]).clamp(min=1.0).repeat(1, 2)
+    return (refined.std(0) / sides).mean(-1)
+
+
+@torch.no_grad()
+def box_uncertainty(
+    teacher: nn.Module, seen: TeacherPass, boxes: list[Tensor], labels: list[Tensor], times: int, scale: float
+) -> list[Tensor]:
+    """Per image, the `regression_uncertainty` of each box (its detector label in 1..K): the teacher's
+    ROI heads refine `times` jittered copies, each by its label's regressor."""
+    heads = teacher.roi_heads
+    jittered = [
+        jitter_boxes(resize_boxes(b, o, s), times, scale) for b, o, s in zip(boxes, seen.originals, seen.sizes)
+    ]
+    flat = [clip_boxes_to_image(j.reshape(-1, 4), s) for j, s in zip(jittered, seen.sizes)]
+    if not sum(len(f) for f in flat):
+        return [b.new_zeros(0) for b in boxes]
+    _, deltas = _roi_outputs(heads, seen.features, flat, seen.sizes)
+    decoded = heads.box_coder.decode(deltas, flat).split([len(f) for f in flat])
+    classes = deltas.shape[1] // 4
+    out = []
+    for refined, label, size in zip(decoded, labels, seen.sizes):
+        if not len(label):
+            out.append(refined.new_zeros(0))
+            continue
+        refined = clip_boxes_to_image(refined, size).reshape(times, len(label), classes, 4).float()
+        out.append(regression_uncertainty(refined[:, torch.arange(len(label), device=label.device), label]))
+    return out
+
+
+BackgroundWeigher = Callable[[list[Tensor], list[Tensor], list[tuple[int, int]]], list[Tensor]]
+
+
+def background_weigher(
+    teacher: nn.Module, seen: TeacherPass, matrices: list[Tensor], student_sizes: list[tuple[int, int]],
+    record: Callable[[Tensor], None] = lambda weights: None,
+) -> BackgroundWeigher:
+    """weigh(proposals, labels, sizes) -> per proposal, 1 for the student's foreground samples and,
+    for its background samples, the teacher's background probability of that box (Soft Teacher's
+    "soft teacher"). Proposals come in the student's detector coordinates (`sizes`, of images
+    `student_sizes` large) and are carried back to the teacher's view through the inverse of the
+    weak -> strong `matrices`. `record` receives the background samples' weights."""
+
+    @torch.no_grad()
+    def weigh(proposals: list[Tensor], labels: list[Tensor], sizes: list[tuple[int, int]]) -> list[Tensor]:
+        boxes = []
+        for box, size, strong, matrix, original, teacher_size in zip(
+            proposals, sizes, student_sizes, matrices, seen.originals, seen.sizes
+        ):
+            weak = transform_boxes(resize_boxes(box.detach().float(), size, strong), torch.linalg.inv(matrix), original)
+            boxes.append(resize_boxes(weak, original, teacher_size))
+        logits, _ = _roi_outputs(teacher.roi_heads, seen.features, boxes, seen.sizes)
+        background = torch.softmax(logits.float(), -1)[:, 0].split([len(b) for b in boxes])
+        weights = [torch.where(label > 0, torch.ones_like(b), b) for label, b in zip(labels, background)]
+        record(torch.cat([b[label == 0] for label, b in zip(labels, background)]))
+        return weights
+
+    return weigh
+
+
+# ---------------------------------------------------------------- the student's loss on pseudo labels
 
 
 def _resize_targets(targets: list[dict[str, Tensor]], before: list[tuple[int, int]], after: list[tuple[int, int]]):
     return [{**t, "boxes": resize_boxes(t["boxes"], b, a)} for t, b, a in zip(targets, before, after)]
 
 
-def faster_rcnn_pseudo_losses(model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]]) -> dict[str, Tensor]:
-    """GeneralizedRCNN.forward in training mode, except that the RPN learns from targets["rpn"] and
-    the ROI heads (classifier and box regression) from targets["cls"]."""
+def faster_rcnn_pseudo_losses(
+    model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]], weigh: BackgroundWeigher | None = None
+) -> dict[str, Tensor]:
+    """GeneralizedRCNN.forward in training mode, except that the RPN learns from targets["rpn"], the
+    ROI classifier from targets["cls"] (its background samples weighted by `weigh` when given) and
+    the box regression from targets["reg"] (when absent, from the classifier's samples)."""
     before = [tuple(image.shape[-2:]) for image in images]
     image_list, rpn_targets = model.transform(images, targets["rpn"])
-    roi_targets = _resize_targets(targets["cls"], before, image_list.image_sizes)
+    sizes = image_list.image_sizes
     features = model.backbone(image_list.tensors)
     if isinstance(features, Tensor):
         features = OrderedDict([("0", features)])
     proposals, rpn_losses = model.rpn(image_list, features, rpn_targets)
-    _, roi_losses = model.roi_heads(features, proposals, image_list.image_sizes, roi_targets)
-    return {**rpn_losses, **roi_losses}
+    heads = model.roi_heads
+    cls_targets = _resize_targets(targets["cls"], before, sizes)
+    sampled, _, labels, regression = heads.select_training_samples(proposals, cls_targets)
+    logits, deltas = _roi_outputs(heads, features, sampled, sizes)
+    weights = torch.cat(weigh(sampled, labels, sizes)) if weigh is not None else None
+    loss_classifier = heads.classifier_loss(logits, torch.cat(labels), weights)
+    if "reg" in targets:  # a second sampling: the regression's positives are other boxes
+        reg_targets = _resize_targets(targets["reg"], before, sizes)
+        sampled, _, labels, regression = heads.select_training_samples(proposals, reg_targets)
+        logits, deltas = _roi_outputs(heads, features, sampled, sizes)
+    _, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression)
+    return {**rpn_losses, "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
 
 
-def single_stage_pseudo_losses(model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]]) -> dict[str, Tensor]:
+def single_stage_pseudo_losses(
+    model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]], weigh: BackgroundWeigher | None = None
+) -> dict[str, Tensor]:
     """A detector without an RPN (RetinaNet) learns from the cls-threshold targets only."""
     return model(images, targets["cls"])
 
 
-# detector name -> (student loss on pseudo targets, the threshold stages it uses)
-PSEUDO_LOSSES: dict[str, tuple[Callable[..., dict[str, Tensor]], tuple[str, ...]]] = {
-    "faster_rcnn": (faster_rcnn_pseudo_losses, ("cls", "rpn")),
-    "retinanet": (single_stage_pseudo_losses, ("cls",)),
+@dataclass(frozen=True)
+class PseudoLearner:
+    """How a detector's student learns from pseudo labels."""
+
+    loss: Callable[..., dict[str, Tensor]]  # (student, strong images, targets by stage, weigh) -> loss dict
+    stages: tuple[str, ...]  # the target sets it uses
+    refines: bool  # has ROI heads: box jitter and background weights apply
+
+
+PSEUDO_LOSSES: dict[str, PseudoLearner] = {
+    "faster_rcnn": PseudoLearner(faster_rcnn_pseudo_losses, ("cls", "rpn", "reg"), refines=True),
+    "retinanet": PseudoLearner(single_stage_pseudo_losses, ("cls",), refines=False),
 }
 
 
@@ -272,6 +410,11 @@ class PseudoStats:
         self.proposed = np.zeros(n, np.int64)
         self.kept = {stage: np.zeros(n, np.int64) for stage in self.stages}
         self.counts = np.zeros((n, HISTOGRAM_BINS), np.int64)
+        self.background = np.zeros(2)  # sum of the background samples' weights, their count
+
+    def add_background(self, weights: Tensor) -> None:
+        """The teacher's background weights of the student's background samples."""
+        self.background += (float(weights.sum()), len(weights))
 
     def add(self, labels: Tensor, scores: Tensor, targets: dict[str, dict[str, Tensor]]) -> None:
         """One image: the teacher's detector labels (1..K, label l is class_names[l - 1]) and scores
@@ -286,7 +429,8 @@ class PseudoStats:
         np.add.at(self.counts, (labels, bins), 1)
 
     def metrics(self) -> dict[str, float]:
-        """Kept ratios (omitted while undefined: nothing proposed) and pseudo boxes per image."""
+        """Kept ratios (omitted while undefined: nothing proposed), overall, per stage and per class,
+        pseudo boxes per image, and the mean teacher weight of the student's background samples."""
         if not self.images:
             return {}
         out = {"train/pseudo_boxes_per_image": float(self.kept["initial"].sum() / self.images)}
@@ -297,6 +441,10 @@ class PseudoStats:
         for i, name in enumerate(self.class_names):
             if self.proposed[i]:
                 out[f"train/pseudo_kept_ratio/{name}"] = float(self.kept["initial"][i] / self.proposed[i])
+                if "reg" in self.kept:
+                    out[f"train/pseudo_kept_ratio_reg/{name}"] = float(self.kept["reg"][i] / self.proposed[i])
+        if self.background[1]:
+            out["train/pseudo_bg_weight"] = float(self.background[0] / self.background[1])
         return out
 
     def histogram(self, thresholds: PseudoThresholds) -> dict[str, Any]:
@@ -306,18 +454,21 @@ class PseudoStats:
             "bins": [round(float(e), 4) for e in self.edges],
             "counts": self.counts.sum(0).tolist(),
             "per_class": {name: self.counts[i].tolist() for i, name in enumerate(self.class_names)},
-            "marks": {stage: getattr(thresholds, stage) for stage in self.stages},
+            "marks": {stage: getattr(thresholds, stage) for stage in self.stages if stage in STAGES},
         }
 
 
 def pseudo_metric_names(class_names: list[str], detector: str) -> list[str]:
     """The pseudo-label metric keys a semi-supervised run reports (after burn-in)."""
-    stages = PSEUDO_LOSSES[detector][1]
-    return (
+    learner = PSEUDO_LOSSES[detector]
+    names = (
         ["train/pseudo_boxes_per_image", "train/pseudo_kept_ratio"]
-        + [f"train/pseudo_kept_ratio_{stage}" for stage in stages]
+        + [f"train/pseudo_kept_ratio_{stage}" for stage in learner.stages]
         + [f"train/pseudo_kept_ratio/{name}" for name in class_names]
     )
+    if learner.refines:
+        names += ["train/pseudo_bg_weight"] + [f"train/pseudo_kept_ratio_reg/{name}" for name in class_names]
+    return names
 
 
 class StudentTeacher(nn.Module):

@@ -8,12 +8,16 @@ from training.config import TrainConfig
 from training.config_file import suggestion
 from training.errors import ConfigError
 from training.runtime import Runtime
+from training.task_keys import TASK_KEYS
 from training.tasks.base import Task
 
 TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    if name not in TASK_KEYS:  # a programming error: the task's keys must be declared where torch is not needed
+        raise KeyError(f"task '{name}' declares no config keys in training.task_keys.TASK_KEYS")
+
     def add(cls: type[Task]) -> type[Task]:
         cls.name = name
         TASKS[name] = cls

@@ -34,8 +34,11 @@ class Task(ABC):
         """Raise a ConfigError for a config this task cannot run; cheap, runs before any trial."""
 
     def start_epoch(self, epoch: int) -> None:
-        """Re-seed per-epoch randomness (shuffling, augmentation) from (seed, epoch), so a run resumed
-        at epoch k sees the same batches as an uninterrupted one."""
+        """Re-seed per-epoch randomness (shuffling, augmentation, mixing) from (seed, epoch), so a run
+        resumed at epoch k sees the same batches as an uninterrupted one. `fit` has just seeded
+        python's, NumPy's and torch's global generators with `epoch_seed_of(seed, epoch)`; a sample's
+        augmentation draws from a seed of its own (seed, epoch, position), so neither the number of
+        DataLoader workers nor which one makes it changes what it draws."""
 
     @abstractmethod
     def training_loss(self, batch: Any) -> torch.Tensor:

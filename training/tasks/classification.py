@@ -8,7 +8,7 @@ from torch.utils.data import Sampler
 
 from training.calibration import CALIBRATION_METRICS, calibration_metrics
 from training.config import TrainConfig
-from training.data import class_names, is_multilabel, load_splits
+from training.data import class_names, is_multilabel
 from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
 from training.imbalance import balanced_sampler, class_weights
@@ -24,12 +24,12 @@ from training.tta import tta_logits
 @register_task("classification")
 class ClassificationTask(ImageTask):
     dataset_class = ClassificationDataset
+    target_dtype = torch.int64
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         self.mix_rng = np.random.default_rng(cfg.seed)
-        splits = load_splits(cfg.data)
-        super().__init__(cfg, runtime, splits)
-        weights = class_weights(splits.train.labels, len(self.class_names), cfg.data.class_weight_power)
+        super().__init__(cfg, runtime)
+        weights = class_weights(self.train_set.labels, len(self.class_names), cfg.data.class_weight_power)
         self.criterion = create_loss(cfg.loss, self.class_names, cfg.eval.good_class, weights).to(runtime.device)
 
     def train_sampler(self, dataset: ClassificationDataset) -> Sampler | None:
@@ -60,7 +60,7 @@ class ClassificationTask(ImageTask):
         return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
 
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        images, labels = self._inputs(batch[0]), batch[1].to(self.runtime.device)
+        images, labels = self._train_inputs(batch[0]), batch[1].to(self.runtime.device)
         if mix_enabled(self.augment_cfg):
             images, labels = mix_batch(images, labels, len(self.class_names), self.augment_cfg, self.mix_rng)
         return self.criterion(self.model(images), labels)

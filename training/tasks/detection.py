@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+import cv2
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from training.augment import BOX_AWARE
 from training.config import TrainConfig
 from training.data import check_data, class_names, load_splits
-from training.data.loading import make_loader
+from training.data.cache import device_tensors, prepared_splits
 from training.data.samples import ImageSet
 from training.detection import (
     DetectionDataset,
     LabelMap,
     check_detector,
-    collate,
     create_detector,
     detection_metric_names,
     detection_metrics,
     detection_transform,
 )
-from training.detection.augment import not_box_aware
+from training.detection.augment import augment_batch, not_box_aware
+from training.detection.dataset import detection_loader
+from training.device_augment import DeviceAugment, check_placement, device_capable, on_device
 from training.errors import ConfigError
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
@@ -41,15 +44,21 @@ def _on_cpu(detections: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @register_task("detection")
 class DetectionTask(Task):
+    device_batches_ok: ClassVar[bool] = True  # data.cache device: batches drawn on the device, no DataLoader
+
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         super().__init__(cfg, runtime)
-        splits = load_splits(cfg.data)
+        size = cfg.data.image_size
+        device_ok = self.device_batches_ok and device_capable(cfg, BOX_AWARE)
+        splits, self.cache = prepared_splits(cfg.data, load_splits, (size, size), cv2.INTER_LINEAR, runtime, device_ok)
         if not splits.train.boxes:
             raise ConfigError("data.kind", f"'{cfg.data.kind}' data has no boxes; detection needs {BOX_DATA_KINDS}")
         self.labels = LabelMap(splits.class_names, cfg.eval.good_class)
-        size = cfg.data.image_size
-        self.augment = detection_transform(cfg.augment, size, cfg.seed)
+        device = on_device(cfg, BOX_AWARE, runtime.device, self.cache.mode == "device")
+        self.device_augment = DeviceAugment(cfg.augment, BOX_AWARE) if device else None
+        self.augment = detection_transform(None if device else cfg.augment, size, cfg.seed)
         self.shuffle_generator = torch.Generator()
+        self.tensors = device_tensors(splits, runtime.device) if self.cache.mode == "device" else (None, None)
         self.train_loader = self._loader(splits.train, self.augment, shuffle=True)
         self.val_loader = self._loader(splits.val, detection_transform(None, size), shuffle=False)
         self.model = create_detector(cfg.model, cfg.loss, self.labels.num_classes, size).to(runtime.device)
@@ -58,12 +67,15 @@ class DetectionTask(Task):
 
     def _loader(self, images: ImageSet, transform: Any, shuffle: bool) -> DataLoader:
         dataset = DetectionDataset(images, self.labels, transform)
-        return make_loader(dataset, self.cfg.data, self.runtime.device, shuffle, self.shuffle_generator, collate_fn=collate)
+        cached = self.tensors[0 if shuffle else 1]
+        return detection_loader(dataset, self.cfg.data, self.runtime, shuffle, self.shuffle_generator, cached)
 
     def start_epoch(self, epoch: int) -> None:
         epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
         self.shuffle_generator.manual_seed(epoch_seed)
         self.augment.set_random_seed(epoch_seed)
+        if self.device_augment is not None:
+            self.device_augment.start_epoch(epoch_seed)
 
     @classmethod
     def check(cls, cfg: TrainConfig) -> None:
@@ -74,6 +86,9 @@ class DetectionTask(Task):
         unsupported = not_box_aware(cfg.augment)
         if unsupported:
             raise ConfigError(f"augment.{unsupported[0]}", "has no box-aware transform for detection; set it to 0")
+        check_placement(cfg, BOX_AWARE)
+        if cfg.data.cache == "device" and not cls.device_batches_ok:
+            raise ConfigError("data.cache", f"device is not for {cls.name} (its batches need a DataLoader); use auto or ram")
 
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
@@ -93,6 +108,8 @@ class DetectionTask(Task):
             # check's validation batch) this is the inference forward `evaluate` runs, and no loss.
             self.model(images)
             return torch.zeros((), device=self.runtime.device)
+        if self.device_augment is not None:
+            images, targets = augment_batch(self.device_augment, images, targets)
         return sum(self.model(images, targets).values())
 
     @property

@@ -1,17 +1,22 @@
 """What the image-level tasks (classification, multilabel) share: a timm model, phase-aware
-augmentation and loaders, per-epoch reseeding, and the model/phase checks."""
+augmentation (per image on the CPU, or batched on the device) and loaders over cached images,
+per-epoch reseeding, and the model/phase checks."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import cv2
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from training.augment import normalize_batch, train_transform
 from training.config import AugmentConfig, TrainConfig
-from training.data import Splits, check_data
-from training.data.loading import make_loader
+from training.data import check_data, load_splits
+from training.data.cache import device_tensors, prepared_splits
+from training.data.loading import DeviceBatches, batch_order, make_loader
+from training.data.samples import ImageSet
+from training.device_augment import DeviceAugment, check_placement, device_capable, on_device
 from training.models import check_freeze_stages, check_model_name, check_pretrained, create_model, set_frozen_stages
 from training.phases import check_phases, phase_at
 from training.runtime import Runtime, epoch_seed_of
@@ -22,35 +27,55 @@ class ImageTask(Task):
     """A task whose samples are (uint8 image, target) pairs from `dataset_class` over an ImageSet."""
 
     dataset_class: ClassVar[type[Dataset]]
+    target_dtype: ClassVar[torch.dtype]  # of the batched targets: what `dataset_class` collates to
 
-    def __init__(self, cfg: TrainConfig, runtime: Runtime, splits: Splits):
+    def __init__(self, cfg: TrainConfig, runtime: Runtime):
         super().__init__(cfg, runtime)
-        self.class_names = splits.class_names
-        self.train_set = splits.train
+        shape = cfg.data.image_shape()
+        self.splits, self.cache = prepared_splits(
+            cfg.data, load_splits, shape, cv2.INTER_AREA, runtime, device_capable(cfg)
+        )
+        self.class_names = self.splits.class_names
+        self.train_set = self.splits.train
         self.shuffle_generator = torch.Generator()
+        self.device_batches = self.cache.mode == "device"
+        if self.device_batches:
+            images = device_tensors(self.splits, runtime.device)
+            targets = [self._targets(s).to(runtime.device) for s in (self.splits.train, self.splits.val)]
+            self.tensors = {True: (images[0], targets[0]), False: (images[1], targets[1])}  # by shuffle (train)
         self._use_augment(phase_at(cfg, 1).augment)
-        self.val_loader = self._loader(self.dataset_class(splits.val, cfg.data.image_shape()), shuffle=False)
+        self.val_loader = self._loader(self.dataset_class(self.splits.val, shape), shuffle=False)
         self.model = create_model(cfg.model, len(self.class_names)).to(runtime.device)
         if runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _targets(self, images: ImageSet) -> torch.Tensor:
+        return torch.as_tensor(images.labels, dtype=self.target_dtype)
 
     def _use_augment(self, augment: AugmentConfig) -> None:
         """Train with `augment` from now on (a phase may change it): a new pipeline and loader, so that
         DataLoader workers get it too."""
         self.augment_cfg = augment
-        self.augment = train_transform(augment, self.cfg.seed)
-        dataset = self.dataset_class(self.train_set, self.cfg.data.image_shape(), self.augment)
+        cfg = self.cfg.model_copy(update={"augment": augment, "phases": []})
+        device = on_device(cfg, None, self.runtime.device, self.device_batches)
+        self.device_augment = DeviceAugment(augment) if device else None
+        cpu_augment = None if device else train_transform(augment, self.cfg.seed)
+        dataset = self.dataset_class(self.train_set, self.cfg.data.image_shape(), cpu_augment)
         self.train_loader = self._loader(dataset, shuffle=True)
 
     def train_sampler(self, dataset: Dataset) -> Sampler | None:
         """A sampler replacing plain shuffling of the training set (None = shuffle)."""
         return None
 
-    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> Any:
         data = self.cfg.data
         batch_size = data.batch_size if shuffle else max(data.batch_size, 64)
         sampler = self.train_sampler(dataset) if shuffle else None
-        return make_loader(dataset, data, self.runtime.device, shuffle, self.shuffle_generator, batch_size, sampler=sampler)
+        if not self.device_batches:
+            return make_loader(dataset, data, self.runtime, shuffle, self.shuffle_generator, batch_size, sampler)
+        images, targets = self.tensors[shuffle]
+        order = batch_order(dataset, data, shuffle, self.shuffle_generator, batch_size, sampler)
+        return DeviceBatches(dataset, order, lambda i, _: (images[i], targets[i]), images.device)
 
     def start_epoch(self, epoch: int) -> None:
         epoch_seed = epoch_seed_of(self.cfg.seed, epoch)
@@ -59,7 +84,8 @@ class ImageTask(Task):
         if phase.augment != self.augment_cfg:
             self._use_augment(phase.augment)
         self.shuffle_generator.manual_seed(epoch_seed)
-        self.augment.set_random_seed(epoch_seed)
+        if self.device_augment is not None:
+            self.device_augment.start_epoch(epoch_seed)
 
     @classmethod
     def check(cls, cfg: TrainConfig) -> None:
@@ -67,11 +93,20 @@ class ImageTask(Task):
         check_model_name(cfg.model.name)
         check_pretrained(cfg.model)
         check_phases(cfg)
+        check_placement(cfg)
         for stages in {cfg.model.freeze_stages, *(p.freeze_stages for p in cfg.phases if p.freeze_stages is not None)}:
             check_freeze_stages(cfg.model.name, stages)
 
     def _inputs(self, images: torch.Tensor) -> torch.Tensor:
         return normalize_batch(self.runtime.to_device(images))
+
+    def _train_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """A training batch on the device, augmented there when the device path is on, normalized."""
+        if self.device_augment is None:
+            return self._inputs(images)
+        images = images.to(self.runtime.device, non_blocking=True).float() / 255
+        augmented, _ = self.device_augment(images)
+        return self._inputs(augmented * 255)
 
     def val_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The model's logits for one validation batch (a task may average views: TTA)."""
@@ -84,6 +119,6 @@ class ImageTask(Task):
         logits, targets = [], []
         with self.runtime.autocast():
             for images, labels in self.val_loader:
-                logits.append(self.val_logits(images).float().cpu())
+                logits.append(self.val_logits(images).float())
                 targets.append(labels)
-        return torch.cat(logits), torch.cat(targets)
+        return torch.cat(logits).cpu(), torch.cat(targets).cpu()

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from training.config import TrainConfig
-from training.data import class_names, is_multilabel, load_splits
+from training.data import class_names, is_multilabel
 from training.data.dataset import MultiLabelDataset
 from training.data.registry import DATA_KINDS
 from training.errors import ConfigError
@@ -33,12 +33,12 @@ _SINGLE_LABEL_KNOBS: dict[str, Callable[[TrainConfig], bool]] = {
 @register_task("multilabel")
 class MultiLabelTask(ImageTask):
     dataset_class = MultiLabelDataset
+    target_dtype = torch.float32
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
-        splits = load_splits(cfg.data)
-        super().__init__(cfg, runtime, splits)
+        super().__init__(cfg, runtime)
         # dynamic alpha comes from the training split only: validation stays unseen
-        frequencies = splits.train.labels.mean(axis=0)
+        frequencies = self.train_set.labels.mean(axis=0)
         self.criterion = create_multilabel_loss(cfg.loss, frequencies).to(runtime.device)
 
     @classmethod
@@ -59,7 +59,7 @@ class MultiLabelTask(ImageTask):
 
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = batch
-        return self.criterion(self.model(self._inputs(images)), labels.to(self.runtime.device))
+        return self.criterion(self.model(self._train_inputs(images)), labels.to(self.runtime.device))
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -7,14 +7,22 @@ the student.
 - The teacher sees an unlabeled image weakly augmented (the configured flip); the student sees it
   strongly augmented (photometric magnitudes + an affine zoom/shift) and learns from the teacher's
   boxes mapped into its view: above `thresholds.initial`, then `thresholds.rpn` for the RPN and
-  `thresholds.cls` for the ROI heads (RetinaNet: cls only), weighted by `semi.unsup_weight`.
+  `thresholds.cls` for the ROI classifier (RetinaNet: cls only), weighted by `semi.unsup_weight`.
+- Faster R-CNN, as in Soft Teacher: with `semi.soft_background` the classifier's background samples
+  are weighted by the teacher's background probability of the same box (carried back to the
+  teacher's view), not taken as sure negatives; with `semi.jitter.times` > 0 the teacher refines that
+  many jittered copies (`semi.jitter.scale`) of each initial survivor, and only boxes whose refined
+  copies vary less than `thresholds.reg` train the box regression.
 - During the first `semi.burn_in_epochs` epochs training is supervised only and the teacher is a
   copy of the student (Unbiased Teacher's burn-in: an EMA of a barely trained student is useless on
   a short run); after that the teacher is an EMA with `semi.ema_momentum`, updated every step.
 - Validation evaluates the teacher (as Soft Teacher does): `val/...` are the teacher's metrics,
   `val/student_mAP50` the student's. Per epoch after burn-in: the teacher's kept ratios
-  (`train/pseudo_kept_ratio...`), pseudo boxes per unlabeled image, and the score histogram of its
+  (`train/pseudo_kept_ratio...`, `_reg` per class for the regression's share), the mean background
+  weight (`train/pseudo_bg_weight`), pseudo boxes per unlabeled image, and the score histogram of its
   boxes as `epoch_extras()["pseudo_scores"]`.
+- `semi.unsup_weight: 0` skips the teacher entirely: supervised-only training on the labeled part,
+  with the same batches and EMA (the baseline of benchmarks/semi_gain.py).
 """
 
 from __future__ import annotations
@@ -25,21 +33,27 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from training.config import TrainConfig
+from training.config import AugmentConfig, TrainConfig
 from training.data import class_names
 from training.detection import DetectionDataset, LabelMap, collate
+from training.data.loading import loader_options
 from training.detection.metrics import average_precision
 from training.detection.semi import (
     PSEUDO_LOSSES,
     SCORE_FLOOR,
+    STAGES,
     MixedBatch,
     MixedBatchSampler,
     MixedDataset,
     PseudoStats,
     StudentTeacher,
+    TeacherPass,
     UnlabeledDataset,
+    background_weigher,
+    box_uncertainty,
     collate_mixed,
     ema_update,
+    teacher_pass,
     filter_pseudo_boxes,
     map_boxes,
     pseudo_metric_names,
@@ -47,6 +61,7 @@ from training.detection.semi import (
     strong_transform,
     weak_transform,
 )
+from training.device_augment import DeviceViews
 from training.errors import ConfigError
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
@@ -56,6 +71,7 @@ from training.tasks.detection import DetectionTask
 @register_task("semi_supervised_detection")
 class SemiDetectionTask(DetectionTask):
     model: StudentTeacher
+    device_batches_ok = False  # its mixed batches come from a DataLoader
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         super().__init__(cfg, runtime)  # the supervised task: labels, val loader, the student detector
@@ -64,11 +80,13 @@ class SemiDetectionTask(DetectionTask):
         )
         if not len(unlabeled):
             raise ConfigError("semi.labeled_fraction", f"{cfg.semi.labeled_fraction} leaves no unlabeled training image")
-        self.weak, self.strong = weak_transform(cfg.augment, cfg.seed), strong_transform(cfg.augment, cfg.seed)
+        self.views = DeviceViews(cfg.augment) if self.device_augment is not None else None
+        views = AugmentConfig() if self.views else cfg.augment  # made on the device: the loader hands raw images
+        self.weak, self.strong = weak_transform(views, cfg.seed), strong_transform(views, cfg.seed)
         self.train_loader = self._mixed_loader(labeled, unlabeled)
         self.model = StudentTeacher(self.model)
-        self.pseudo_loss, stages = PSEUDO_LOSSES[cfg.model.detector]
-        self.stats = PseudoStats(self.labels.defect_names, stages)
+        self.learner = PSEUDO_LOSSES[cfg.model.detector]
+        self.stats = PseudoStats(self.labels.defect_names, self.learner.stages)
         self.epoch = 0
         self.loss_sums = torch.zeros(3)  # supervised loss, unsupervised loss, batches of this epoch
 
@@ -80,12 +98,7 @@ class SemiDetectionTask(DetectionTask):
         per_batch = max(1, round(data.batch_size * self.cfg.semi.unlabeled_per_labeled))
         sampler = MixedBatchSampler(len(labeled), len(unlabeled), data.batch_size, per_batch, self.shuffle_generator)
         return DataLoader(
-            dataset,
-            batch_sampler=sampler,
-            num_workers=data.num_workers,
-            persistent_workers=data.num_workers > 0,
-            pin_memory=self.runtime.device.type == "cuda",
-            collate_fn=collate_mixed(collate),
+            dataset, batch_sampler=sampler, collate_fn=collate_mixed(collate), **loader_options(data, self.runtime, seeded=False)
         )
 
     @property
@@ -98,6 +111,8 @@ class SemiDetectionTask(DetectionTask):
         # distinct streams: the views must not share the labeled pipeline's random draws
         self.weak.set_random_seed(epoch_seed + 1)
         self.strong.set_random_seed(epoch_seed + 2)
+        if self.views is not None:
+            self.views.start_epoch(epoch_seed)
         self.epoch = epoch
         self.stats.reset()
         self.loss_sums.zero_()
@@ -108,9 +123,11 @@ class SemiDetectionTask(DetectionTask):
         if cfg.semi.labeled_fraction >= 1:
             raise ConfigError("semi.labeled_fraction", "1.0 leaves no unlabeled image; use task 'detection' for fully labeled data")
         thresholds = cfg.semi.thresholds
-        for stage in ("initial", *PSEUDO_LOSSES[cfg.model.detector][1]):
-            if getattr(thresholds, stage) >= 1:
+        for stage in ("initial", *PSEUDO_LOSSES[cfg.model.detector].stages):
+            if stage in STAGES and getattr(thresholds, stage) >= 1:
                 raise ConfigError(f"semi.thresholds.{stage}", "must be < 1: a pseudo box must score above it")
+        if cfg.semi.jitter.times == 1:
+            raise ConfigError("semi.jitter.times", "0 (off) or at least 2: one jittered copy has no spread")
 
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
@@ -123,7 +140,7 @@ class SemiDetectionTask(DetectionTask):
             return super().training_loss(batch)
         supervised = super().training_loss(batch.labeled)
         unsupervised = torch.zeros((), device=self.runtime.device)
-        if not self.burning_in and batch.weak:
+        if not self.burning_in and batch.weak and self.cfg.semi.unsup_weight > 0:
             unsupervised = self.unsupervised_loss(batch)
         self.loss_sums += torch.tensor([supervised.item(), unsupervised.item(), 1.0])
         return supervised + self.cfg.semi.unsup_weight * unsupervised
@@ -131,25 +148,55 @@ class SemiDetectionTask(DetectionTask):
     def _images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         return list(self.runtime.to_device(torch.stack(images)).float() / 255)
 
+    def _views(self, batch: MixedBatch) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """(weak, strong, weak -> strong box matrices) of the unlabeled images, on the device."""
+        if self.views is None:
+            return self._images(batch.weak), self._images(batch.strong), batch.matrices
+        weak, strong, matrices = self.views(torch.stack(self._images(batch.weak)))
+        return list(weak), list(strong), list(matrices)
+
     def unsupervised_loss(self, batch: MixedBatch) -> torch.Tensor:
         """The student's detection loss on its strong views against the teacher's pseudo boxes."""
-        with torch.no_grad():
-            predictions = self.model.teacher(self._images(batch.weak))
-        strong = self._images(batch.strong)
-        targets = [self.pseudo_targets(p, m, tuple(strong[0].shape[-2:])) for p, m in zip(predictions, batch.matrices)]
-        by_stage = {stage: [t[stage] for t in targets] for stage in targets[0]}
-        return sum(self.pseudo_loss(self.model.student, strong, by_stage).values())
+        semi = self.cfg.semi
+        weak, strong, matrices = self._views(batch)
+        seen = teacher_pass(self.model.teacher, weak)
+        size = tuple(strong[0].shape[-2:])
+        jitter = self.learner.refines and semi.jitter.times > 0
+        targets = self.pseudo_targets(seen, matrices, size, jitter)
+        stages = [s for s in ("initial", *self.learner.stages) if s != "reg" or jitter]
+        by_stage = {stage: [t[stage] for t in targets] for stage in stages}
+        weigh = None
+        if self.learner.refines and semi.soft_background:
+            weigh = background_weigher(self.model.teacher, seen, matrices, [size] * len(strong), self.stats.add_background)
+        return sum(self.learner.loss(self.model.student, strong, by_stage, weigh).values())
 
     def pseudo_targets(
-        self, prediction: dict[str, torch.Tensor], matrix: torch.Tensor, size: tuple[int, int]
-    ) -> dict[str, dict[str, torch.Tensor]]:
-        """One image's per-stage targets in the student's view; counts the teacher's boxes."""
-        thresholds = self.cfg.semi.thresholds
-        above = prediction["scores"] > SCORE_FLOOR
-        boxes, labels, scores = (prediction[k][above].detach() for k in ("boxes", "labels", "scores"))
-        self.stats.add(labels, scores, filter_pseudo_boxes(boxes, labels, scores, thresholds))
-        mapped, inside = map_boxes(boxes.float(), matrix, size)
-        return filter_pseudo_boxes(mapped, labels[inside], scores[inside], thresholds)
+        self, seen: TeacherPass, matrices: list[torch.Tensor], size: tuple[int, int], jitter: bool
+    ) -> list[dict[str, dict[str, torch.Tensor]]]:
+        """Per image, the per-stage targets in the student's view; counts the teacher's boxes."""
+        semi = self.cfg.semi
+        found = []
+        for prediction in seen.detections:
+            above = prediction["scores"] > SCORE_FLOOR
+            found.append([prediction[k][above].detach() for k in ("boxes", "labels", "scores")])
+        uncertainties: list[torch.Tensor | None] = [None] * len(found)
+        if jitter:  # only initial survivors can train the regression: refine just those
+            survivors = [scores > semi.thresholds.initial for _, _, scores in found]
+            refined = box_uncertainty(
+                self.model.teacher, seen, [b[m] for (b, _, _), m in zip(found, survivors)],
+                [lab[m] for (_, lab, _), m in zip(found, survivors)], semi.jitter.times, semi.jitter.scale,
+            )  # fmt: skip
+            uncertainties = [
+                torch.full_like(scores, float("inf")).masked_scatter(m, u.to(scores))
+                for (_, _, scores), m, u in zip(found, survivors, refined)
+            ]
+        targets = []
+        for (boxes, labels, scores), uncertainty, matrix in zip(found, uncertainties, matrices):
+            self.stats.add(labels, scores, filter_pseudo_boxes(boxes, labels, scores, semi.thresholds, uncertainty))
+            mapped, inside = map_boxes(boxes.float(), matrix, size)
+            kept = None if uncertainty is None else uncertainty[inside]
+            targets.append(filter_pseudo_boxes(mapped, labels[inside], scores[inside], semi.thresholds, kept))
+        return targets
 
     def after_step(self) -> None:
         momentum = 0.0 if self.burning_in else self.cfg.semi.ema_momentum

@@ -1,0 +1,73 @@
+"""A search's `search.json`: what `resume` needs, written before Ray starts and replaced atomically, so a
+kill at any second leaves a folder that resumes (search.json there) or that `run` takes over (nothing
+started). Ray-free and torch-free: the CLI reads it before loading either."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from search.layout import SPACE_FILE, STATE_FILE, SUMMARY_FILE
+from training.errors import ConfigError
+
+TEMP_SUFFIX = ".tmp"
+# what a search killed before its search.json leaves: a folder holding only these is free to run again
+UNSTARTED_FILES = {SPACE_FILE, SPACE_FILE + TEMP_SUFFIX, STATE_FILE + TEMP_SUFFIX}
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` so that a kill leaves either the old file or the new one, never half of one."""
+    temp = path.with_name(path.name + TEMP_SUFFIX)
+    with temp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    return path
+
+
+def write_state(out_dir: Path, state: dict[str, Any]) -> None:
+    write_atomic(out_dir / STATE_FILE, json.dumps(state, indent=2))
+
+
+def read_state(result_dir: Path) -> dict[str, Any]:
+    """search.json of `result_dir`, or a ConfigError saying what the folder is instead."""
+    path = result_dir / STATE_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    if (result_dir / SPACE_FILE).is_file():
+        raise ConfigError(
+            None,
+            f"no {STATE_FILE} here: this search was stopped before it started; run it again with "
+            f"python -m search run SPACE --name {result_dir.name} --results {result_dir.parent}",
+            result_dir,
+        )
+    raise ConfigError(None, f"no {STATE_FILE} here: not a search's result folder", result_dir)
+
+
+def claim_out_dir(out_dir: Path) -> None:
+    """Refuse a folder that holds a search (started or finished) or files of someone else; a missing,
+    empty or never-started one is free (a search killed before its search.json is simply run again)."""
+    if not out_dir.is_dir():
+        return
+    names = {p.name for p in out_dir.iterdir()}
+    if SUMMARY_FILE in names:
+        raise ConfigError("--name", f"{out_dir} already holds a search, finished; choose another --name")
+    if STATE_FILE in names:
+        raise ConfigError(
+            "--name", f"{out_dir} already holds a search; choose another --name, or resume it with: python -m search resume {out_dir}"
+        )
+    others = sorted(names - UNSTARTED_FILES)
+    if others:
+        raise ConfigError("--name", f"{out_dir} already holds other files ({', '.join(others[:3])}); choose another --name")
+
+
+def discard_unstarted(out_dir: Path) -> None:
+    """Remove what a search refused before it started (a bad --address, no GPU with --require-gpu)
+    wrote, so bad input leaves nothing behind."""
+    for name in UNSTARTED_FILES | {STATE_FILE}:
+        (out_dir / name).unlink(missing_ok=True)
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        out_dir.rmdir()

@@ -1,0 +1,28 @@
+"""benchmarks/semi_gain.py: supervised-only vs Soft Teacher (thresholds) vs Soft Teacher (+ background weights, jitter)."""
+
+from __future__ import annotations
+
+import math
+
+
+def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benchmark):
+    figures, stdout = run_benchmark("semi_gain")
+    runs = {run["arm"]: run for run in figures["runs"]}
+    # the three arms ran on the same seed, each reporting the teacher's mAP50 and AP50 per defect class
+    assert set(runs) == {"supervised", "thresholds", "soft_teacher"}
+    assert {run["seed"] for run in runs.values()} == {0}
+    for run in runs.values():
+        assert 0.0 <= run["mAP50"] <= 1.0 and set(run["AP50"]) == {"scratch", "rust", "chip", "crack"}
+    # supervised-only never pseudo-labels; the semi arms report kept ratios, and only the full Soft
+    # Teacher weighs background samples (a probability)
+    assert runs["supervised"]["pseudo"]["train/pseudo_kept_ratio"] is None
+    assert runs["thresholds"]["pseudo"]["train/pseudo_kept_ratio"] is not None
+    assert runs["thresholds"]["pseudo"]["train/pseudo_bg_weight"] is None
+    assert 0.0 < runs["soft_teacher"]["pseudo"]["train/pseudo_bg_weight"] < 1.0
+    # the gain of each semi arm over supervised-only, per seed
+    for arm in ("thresholds", "soft_teacher"):
+        gain = figures["gains"][arm]["per_seed"]["0"]
+        assert math.isclose(gain, runs[arm]["mAP50"] - runs["supervised"]["mAP50"], abs_tol=1e-3)
+    # the backbone came from a classifier model.pt written in the run
+    assert figures["classifier"]["val/accuracy"] >= 0.0
+    assert stdout.strip().splitlines()[-1].startswith("gains:")

@@ -1,0 +1,72 @@
+"""Runtime: thread counts as part of what a run computes, process-wide settings reset per run, compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._inductor import config as inductor_config
+
+from training.config import TrainConfig, TrainLoopConfig
+from training.errors import ConfigError
+from training.fit import fit
+from training.runtime import Runtime, check_compiler
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    "config_threads, trial_cpu, expected",
+    [(None, 3, 3), (None, 0.5, 1), (2, 3, 2)],
+    ids=["trial-share", "fraction-rounds-up-to-one", "config-wins"],
+)
+def test_runtime_for_trial_thread_count(config_threads, trial_cpu, expected):
+    cfg = TrainConfig(train={"device": "cpu", "cpu_threads": config_threads})
+    # the config's thread count (which a search fills from resources.cpu) decides; else the trial's CPU share
+    assert Runtime.for_trial(cfg, cpu=trial_cpu, gpu=0).cpu_threads == expected
+
+
+def test_runtime_from_config_takes_the_configs_threads():
+    # `training train` of an exported config uses the thread count the trial used
+    assert Runtime.from_config(TrainLoopConfig(device="cpu", cpu_threads=3)).cpu_threads == 3
+    # none: torch's default (all cores), nothing forced
+    assert Runtime.from_config(TrainLoopConfig(device="cpu")).cpu_threads is None
+
+
+def test_runtime_apply_resets_what_an_earlier_run_changed(restore_threads):
+    # an earlier run in this process (a reused Tune actor) left other settings behind
+    torch.set_num_threads(1)
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("medium")
+    try:
+        Runtime(torch.device("cpu"), cpu_threads=2).apply()
+        # the run gets its own thread count
+        assert torch.get_num_threads() == 2
+        # and torch's defaults for the settings that change computed values
+        assert torch.backends.cudnn.benchmark is False
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.backends.cudnn.benchmark = False
+        torch.set_float32_matmul_precision("highest")
+
+
+def test_check_compiler_without_a_cpp_compiler_is_a_config_error():
+    # train.compile on a CPU machine without a C++ compiler: one line naming the key, before any epoch
+    with inductor_config.patch({"cpp.cxx": ("no-such-compiler-here",)}):
+        with pytest.raises(ConfigError, match=r"^train\.compile: torch\.compile needs a C\+\+ compiler"):
+            check_compiler(torch.device("cpu"))
+
+
+def test_fit_with_compile_trains_and_matches_eager(restore_threads):
+    def run(compile_: bool) -> dict[str, float]:
+        cfg = TrainConfig(task="probe", data={"batch_size": 8}, train={"device": "cpu", "epochs": 2, "cpu_threads": 1, "compile": compile_})
+        return {k: v for k, v in fit(cfg).items() if not k.startswith("time/")}
+
+    eager, compiled = run(False), run(True)
+    # train.compile runs on the CPU and reports the same metrics as eager, up to float rounding
+    assert compiled.keys() == eager.keys()
+    assert compiled == pytest.approx(eager, rel=1e-5)
