@@ -403,16 +403,23 @@ def test_geometric_set_contains_only_lists_it_can_produce(value, inside):
     assert dist.contains(value) is inside
 
 
+def _detection(space: dict) -> None:
+    # anchor ratios are a detection key: a classification space refuses them
+    space["task"] = "detection"
+    space["search"] = {"metric": "val/mAP50"}
+
+
 def test_geometric_set_baseline_and_probes_pass_load_plan(minimal_space, write_space):
     from search.spec import load_plan
 
+    _detection(minimal_space)
     minimal_space["space"] = {"model.anchor_ratios": GEOMETRIC}
-    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.25, 1.0, 4.0]}]}
+    minimal_space["search"]["baseline"] = [{"model.anchor_ratios": [0.25, 1.0, 4.0]}]
     with pytest.raises(ConfigError) as info:
         load_plan(write_space(minimal_space))
     # 4.0 is past max's range: the baseline is refused on its key
     assert info.value.key == "search.baseline.0.model.anchor_ratios"
-    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.25, 0.5, 1.0]}]}
+    minimal_space["search"]["baseline"] = [{"model.anchor_ratios": [0.25, 0.5, 1.0]}]
     plan = load_plan(write_space(minimal_space))
     # a geometric baseline is accepted and enqueued as the set's parameters
     assert encode_point(plan.space, plan.baseline[0]) == {
@@ -423,8 +430,9 @@ def test_geometric_set_baseline_and_probes_pass_load_plan(minimal_space, write_s
 def test_choice_of_ratio_lists_passes_load_plan(minimal_space, write_space):
     from search.spec import load_plan
 
+    _detection(minimal_space)
     minimal_space["space"] = {"model.anchor_ratios": {"choice": [[0.5, 1, 2], [0.2, 0.35, 0.5, 1, 2]]}}
-    minimal_space["search"] = {"baseline": [{"model.anchor_ratios": [0.2, 0.35, 0.5, 1.0, 2.0]}]}
+    minimal_space["search"]["baseline"] = [{"model.anchor_ratios": [0.2, 0.35, 0.5, 1.0, 2.0]}]
     plan = load_plan(write_space(minimal_space))
     # a plain choice over lists works for a list key, baseline included
     assert decode_trial(plan.space, encode_point(plan.space, plan.baseline[0])) == plan.baseline[0]
