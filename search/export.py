@@ -12,7 +12,7 @@ import yaml
 from search.layout import SUMMARY_FILE
 from search.pick import default_rule_text, parse_rule, pick_trial
 from search.summary import read_summary, score_text
-from training.calibration import THRESHOLD_METRIC
+from training.metrics.calibration import THRESHOLD_METRIC
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError

@@ -162,7 +162,7 @@ class DetectionLossPart(Section):
     """The classification loss of one detector stage (RPN objectness or ROI classifier)."""
 
     name: Literal["cross_entropy", "focal"] = Field(
-        "cross_entropy", description="focal = sigmoid focal loss (training/focal.py) instead of cross-entropy"
+        "cross_entropy", description="focal = sigmoid focal loss (training/losses/focal.py) instead of cross-entropy"
     )
     focal_gamma: float = Field(2.0, ge=0, description="focal focusing parameter")
     focal_alpha: float | None = Field(0.25, gt=0, lt=1, description="focal weight of positives; none = unweighted")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.calibration import OVERKILL_METRIC, THRESHOLD_METRIC, calibration_metrics, threshold_at_miss_rate
+from training.metrics.calibration import OVERKILL_METRIC, THRESHOLD_METRIC, calibration_metrics, threshold_at_miss_rate
 from training.config import TrainConfig
 from training.errors import ConfigError
 from training.tasks import get_task

@@ -8,7 +8,7 @@ import torch
 
 from training.config import LossConfig
 from training.imbalance import balanced_sampler, class_weights
-from training.losses import create_loss
+from training.losses.classification import create_loss
 
 # 624 good, 415 defect (the binary project's split) plus a rare third class
 LABELS = np.repeat([0, 1, 2], [624, 415, 41])

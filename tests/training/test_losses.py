@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from training.config import LossConfig
-from training.losses import LOSSES, FocalLoss, create_loss, defect_alpha
+from training.losses.classification import LOSSES, FocalLoss, create_loss, defect_alpha
 
 CLASSES = ["good", "scratch", "rust"]
 
@@ -132,12 +132,13 @@ def test_focal_loss_has_finite_loss_and_gradients_on_a_saturated_prediction(gamm
 
 
 def test_focal_modulation_has_one_home_shared_by_the_focal_losses():
-    import training.detection.losses as detection_losses
-    import training.multilabel_losses as multilabel_losses
-    from training import focal, losses
+    import training.losses.detection as detection_losses
+    import training.losses.multilabel as multilabel_losses
+    from training.losses import classification as losses
+    from training.losses import focal
 
     # the classification loss and the sigmoid helper that the multi-label and detection losses use
-    # take the modulation from training.focal, so a fix there reaches all four
+    # take the modulation from training.losses.focal, so a fix there reaches all four
     assert losses.focal_modulation is focal.focal_modulation
     assert multilabel_losses.sigmoid_focal_terms is focal.sigmoid_focal_terms
     assert detection_losses.sigmoid_focal_terms is focal.sigmoid_focal_terms

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.metrics import classification_metric_names, classification_metrics, inspection_rates
+from training.metrics.classification import classification_metric_names, classification_metrics, inspection_rates
 
 # rows = truth, columns = prediction; good at index 0
 CONFUSION = torch.tensor(

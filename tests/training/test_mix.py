@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.config import AugmentConfig, LossConfig
-from training.losses import FocalLoss, create_loss
+from training.losses.classification import FocalLoss, create_loss
 from training.mix import mix_batch, mix_enabled
 
 CLASSES = ["good", "scratch", "rust"]

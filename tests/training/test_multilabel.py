@@ -15,9 +15,9 @@ from training.data import load_splits
 from training.data.synthetic_multilabel import generate
 from training.errors import ConfigError
 from training.fit import fit
-from training.losses import create_loss
-from training.multilabel_losses import SigmoidFocalLoss, create_multilabel_loss, dynamic_alpha
-from training.multilabel_metrics import best_f1_threshold, inspection_rates, multilabel_metrics
+from training.losses.classification import create_loss
+from training.losses.multilabel import SigmoidFocalLoss, create_multilabel_loss, dynamic_alpha
+from training.metrics.multilabel import best_f1_threshold, inspection_rates, multilabel_metrics
 from training.tasks import get_task
 
 CLASSES = ["scratch", "rust"]

@@ -14,10 +14,10 @@ from search.spec import SearchSettings
 from training.config import AugmentConfig, DataConfig, DetectionLossPart, EvalConfig, LossConfig, ModelConfig, OptimConfig
 from training.crop_pad import PAD_MODES
 from training.data.registry import DATA_KINDS
-from training.detection.losses import STAGE_LOSSES
+from training.losses.detection import STAGE_LOSSES
 from training.detection.models import DETECTORS
-from training.losses import LOSSES
-from training.multilabel_losses import MULTILABEL_LOSSES
+from training.losses.classification import LOSSES
+from training.losses.multilabel import MULTILABEL_LOSSES
 from training.optim import OPTIMIZERS, SCHEDULES
 from training.tta import TTA_VIEWS
 

@@ -3,8 +3,8 @@ per-stage losses and metrics."""
 
 from training.detection.augment import detection_transform
 from training.detection.dataset import DetectionDataset, LabelMap, collate
-from training.detection.losses import StageLoss
-from training.detection.metrics import detection_metric_names, detection_metrics
+from training.losses.detection import StageLoss
+from training.metrics.detection import detection_metric_names, detection_metrics
 from training.detection.models import check_detector, create_detector
 
 __all__ = [

@@ -27,9 +27,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from training.augment import MEAN, STD
 from training.config import DetectionLossPart, LossConfig, ModelConfig
-from training.detection.losses import StageLoss
+from training.losses.detection import StageLoss
 from training.errors import ConfigError
-from training.focal import sigmoid_focal_terms
+from training.losses.focal import sigmoid_focal_terms
 from training.init_from import initialise
 from training.models import check_model_name, check_pretrained
 

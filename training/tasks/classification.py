@@ -6,14 +6,14 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from training.calibration import CALIBRATION_METRICS, calibration_metrics
+from training.metrics.calibration import CALIBRATION_METRICS, calibration_metrics
 from training.config import TrainConfig
 from training.data import class_names, is_multilabel
 from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
 from training.imbalance import balanced_sampler, class_weights
-from training.losses import create_loss, defect_alpha
-from training.metrics import classification_metric_names, classification_metrics
+from training.losses.classification import create_loss, defect_alpha
+from training.metrics.classification import classification_metric_names, classification_metrics
 from training.mix import mix_batch, mix_enabled
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task

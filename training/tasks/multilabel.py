@@ -12,8 +12,8 @@ from training.data import class_names, is_multilabel
 from training.data.dataset import MultiLabelDataset
 from training.data.registry import DATA_KINDS
 from training.errors import ConfigError
-from training.multilabel_losses import create_multilabel_loss
-from training.multilabel_metrics import multilabel_metric_names, multilabel_metrics
+from training.losses.multilabel import create_multilabel_loss
+from training.metrics.multilabel import multilabel_metric_names, multilabel_metrics
 from training.runtime import Runtime
 from training.tasks import register_task
 from training.tasks.image import ImageTask

@@ -37,7 +37,7 @@ from training.config import AugmentConfig, TrainConfig
 from training.data import class_names
 from training.detection import DetectionDataset, LabelMap, collate
 from training.data.loading import loader_options
-from training.detection.metrics import average_precision
+from training.metrics.detection import average_precision
 from training.detection.semi import (
     PSEUDO_LOSSES,
     SCORE_FLOOR,

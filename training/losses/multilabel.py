@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from training.config import LossConfig
-from training.focal import sigmoid_focal_terms
+from training.losses.focal import sigmoid_focal_terms
 
 # a class seen in (almost) no training image, or in (almost) all, still gets a little of both weights
 ALPHA_RANGE = (0.01, 0.99)

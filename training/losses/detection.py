@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from training.config import DetectionLossPart
-from training.focal import sigmoid_focal_terms
+from training.losses.focal import sigmoid_focal_terms
 
 StageLossFn = Callable[[torch.Tensor, torch.Tensor, DetectionLossPart], torch.Tensor]
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from training.config import LossConfig
 from training.errors import ConfigError
-from training.focal import focal_modulation
+from training.losses.focal import focal_modulation
 
 # builder(cfg, class_names, good_class, class_weights): class_weights is a per-class tensor or None
 LossBuilder = Callable[[LossConfig, list[str], str, torch.Tensor | None], nn.Module]
