@@ -136,11 +136,15 @@ def cmd_resume(args: argparse.Namespace, console: Console) -> int:
     return exit_code(resume_search(args.result_dir, args.restart_unfinished, console))
 
 
-def cmd_export(args: argparse.Namespace, console: Console) -> int:
+def require_finished(result_dir: Path) -> None:
     from search.layout import SUMMARY_FILE
 
-    if not (args.result_dir / SUMMARY_FILE).is_file():
-        raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", args.result_dir)
+    if not (result_dir / SUMMARY_FILE).is_file():
+        raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", result_dir)
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> int:
+    require_finished(args.result_dir)
     refuse_overwrite(args.output, args.force)
     from search.export import export_best
 
@@ -164,12 +168,9 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    from search.layout import SUMMARY_FILE
-
     if args.top < 1:
         raise ConfigError("--top", f"expected a positive number of trials, got {args.top}")
-    if not (args.result_dir / SUMMARY_FILE).is_file():
-        raise ConfigError(None, f"no {SUMMARY_FILE} here: not a finished search's result folder", args.result_dir)
+    require_finished(args.result_dir)
     from search.report import write_report
 
     folder = write_report(args.result_dir, console, top=args.top)
