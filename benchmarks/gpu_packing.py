@@ -135,10 +135,11 @@ def trial(spec: dict[str, Any]) -> dict[str, Any]:
     runs it, until `seconds` after its warm-up epoch; its epoch marks and peak GPU memory."""
     from training.data import load_splits
     from training.fit import fit
+    from training.resources import TrialResources
     from training.runtime import Runtime
 
     cfg = trial_config(spec)
-    runtime = Runtime.for_trial(cfg, cpu=spec["cpus"], gpu=spec["fraction"])
+    runtime = Runtime.for_trial(cfg, TrialResources(cpu=spec["cpus"], gpu=spec["fraction"]))
     runtime.apply()
     cuda = runtime.device.type == "cuda"
     train = len(load_splits(cfg.data).train)

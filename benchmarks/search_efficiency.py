@@ -160,7 +160,7 @@ def run_random(args: argparse.Namespace, seed: int, results: Path, asha: bool) -
     plan = load_space(space(name, args, seed, trial_count(args, per_trial), ASHA if asha else {"name": "none"}))
     log = EpochLog()
     tuner = tune.Tuner(
-        resourced_trainable(plan, 0.0),
+        resourced_trainable(plan, plan.spec.resources.requested()),
         param_space={k: TUNE_DOMAINS[type(d)](d) for k, d in optuna_space(plan.space).items()},
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="max", search_alg=BasicVariantGenerator(random_state=seed), scheduler=build_scheduler(plan),
@@ -176,6 +176,7 @@ def run_optuna_hyperband(args: argparse.Namespace, seed: int) -> Spend:
     """Plain Optuna, no Ray: TPE + HyperbandPruner, `fit` reporting each epoch, until the budget is spent."""
     from search.trainable import trial_config
     from training.fit import EpochReport, NonFiniteLossError, fit
+    from training.resources import TrialResources
     from training.runtime import Runtime
 
     plan = load_space(space(f"optuna_s{seed}", args, seed, 1, {"name": "none"}))
@@ -191,7 +192,7 @@ def run_optuna_hyperband(args: argparse.Namespace, seed: int) -> Spend:
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        return fit(cfg, Runtime.for_trial(cfg, cpu=1, gpu=0), on_epoch=report)[METRIC]
+        return fit(cfg, Runtime.for_trial(cfg, TrialResources(cpu=1, gpu=0)), on_epoch=report)[METRIC]
 
     def stop_at_budget(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if len(spend) >= args.budget:

@@ -31,11 +31,13 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import RESULTS_DIR, print_table, write_figures
+from search.resources import resolve_resources
 from training.augment import MEAN, STD
 from training.config import AugmentConfig, TrainConfig
 from training.data import load_splits
 from training.fit import train_one_epoch
 from training.optim import create_optimizer, create_scheduler
+from training.resources import TrialResources
 from training.runtime import Runtime
 from training.tasks import create_task
 
@@ -288,7 +290,9 @@ def loading_rate(loader: DataLoader, rounds: int) -> tuple[float, float]:
             images += len(batch)
         rates.append(images / (time.perf_counter() - began))
         count += images
-    return statistics.median(rates), count / (cpu + cpu_seconds())
+    # CPU time comes in clock ticks: a tiny smoke run can spend less than one, which is not zero cost
+    spent = max(cpu + cpu_seconds(), 1 / os.sysconf("SC_CLK_TCK"))
+    return statistics.median(rates), count / spent
 
 
 def write_image_folder(cfg: TrainConfig, root: Path) -> None:
@@ -367,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)  # a log keeps the whole table
     cfg = train_config(args, {"kind": "synthetic", "synthetic": {"count": args.images, "seed": 0}})
-    runtime = Runtime.for_trial(cfg, cpu=args.cpu, gpu=1.0 if args.device != "cpu" else 0.0)
+    requested = TrialResources(cpu=args.cpu, gpu=1.0 if args.device != "cpu" else 0.0)
+    runtime = Runtime.for_trial(cfg, resolve_resources(requested, torch.cuda.device_count()))
     runtime.apply()
     training = compare_training(cfg, runtime, args.rounds)
     detection = compare_detection(args, runtime, args.detection_rounds) if args.detection else None

@@ -3,7 +3,6 @@ trial, or the one an `export --pick` rule chooses."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +10,21 @@ import yaml
 
 from search.layout import SUMMARY_FILE
 from search.pick import default_rule_text, parse_rule, pick_trial
+from search.space import apply_values
 from search.summary import read_summary, score_text
-from training.metrics.calibration import THRESHOLD_METRIC
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError
+from training.tasks import ExportedSetting, get_task
 
 
-def decision_threshold(trial: dict[str, Any]) -> float | None:
-    """The trial's last calibrated threshold: the model a retrain of the config ends with (a score
-    rule's average or best epoch is no threshold any model had)."""
-    return trial.get("last_metrics", trial["metrics"]).get(f"val/{THRESHOLD_METRIC}")
+def exported_settings(config: TrainConfig, trial: dict[str, Any]) -> list[ExportedSetting]:
+    """What the trial's task sets from its last metrics (e.g. a calibrated threshold): the model a
+    retrain of the config ends with (a score rule's average or best epoch is no value any model had)."""
+    return get_task(config.task).exported_settings(trial.get("last_metrics", trial["metrics"]))
 
 
-def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:
+def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str, settings: list[ExportedSetting]) -> str:
     """Comment lines naming where the config came from, which rule picked it and what it scored."""
     lines = [
         f"config of search '{summary['name']}' (space file {summary['space_file']})",
@@ -34,28 +34,18 @@ def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> st
         f"score: {score_text(summary)}",
         "its metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(trial["metrics"].items())),
     ]
-    threshold = decision_threshold(trial)
-    if threshold is not None:
-        lines.append(
-            f"eval.decision_threshold = {threshold:.6g}: in deployment call an image defective when "
-            "1 - P(good) >= it (the validation threshold that met eval.target_miss_rate)"
-        )
+    lines += [setting.note for setting in settings]
     lines.append("retrain: python -m training train <this file>")
     return "".join(f"# {line}\n" for line in lines)
 
 
-def exported_config(trial: dict[str, Any]) -> TrainConfig:
-    """The trial's training config, with its calibrated decision threshold (when it reported one)."""
-    config = copy.deepcopy(trial["config"])
-    threshold = decision_threshold(trial)
-    if threshold is not None:
-        config.setdefault("eval", {})["decision_threshold"] = threshold
-    return validate_model(TrainConfig, config)
-
-
 def config_yaml(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:
-    body = yaml.safe_dump(exported_config(trial).model_dump(mode="json"), sort_keys=False)
-    return header(summary, trial, picked_by) + body
+    """The trial's training config with what its task sets from its metrics, under a header."""
+    config = validate_model(TrainConfig, trial["config"])
+    settings = exported_settings(config, trial)
+    exported = apply_values(config, {setting.key: setting.value for setting in settings})
+    body = yaml.safe_dump(exported.model_dump(mode="json"), sort_keys=False)
+    return header(summary, trial, picked_by, settings) + body
 
 
 def best_config_yaml(summary: dict[str, Any]) -> str:

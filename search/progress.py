@@ -15,6 +15,7 @@ from ray.tune import Callback
 from search.console import format_value, make_console, short_keys
 from search.constraints import Constraint, feasible, is_finite
 from search.journal import TrialJournal
+from search.score import scored_metrics
 from search.tracking import failure_reason
 
 
@@ -36,11 +37,14 @@ class Progress(Callback):
         console: Console,
         journal: Path,
         max_epochs: int,
+        score: str,
         scheduler: str = "ASHA",
         constraints: Sequence[Constraint] = (),
     ):
         self.metric = metric
+        self.mode = mode
         self.sign = 1 if mode == "max" else -1
+        self.score = score  # search.score: which epochs stand for a finished trial, as in the final pick
         self.num_samples = num_samples
         self.param_keys = param_keys
         self.decode = decode  # trial.config -> {dotted key: value}
@@ -49,7 +53,8 @@ class Progress(Callback):
         self.scheduler = scheduler  # what stops a trial early besides the stop rules: ASHA, Hyperband or none
         self.constraints = list(constraints)
         self.rows: dict[str, dict[str, Any]] = {}
-        # (value, trial) of the best finished feasible trial: the final pick's rule, and it never gets worse
+        # (value, trial) of the best finished feasible trial by its score: the final pick's rule (a trial's
+        # value under `score`, search/summary.py pick_best), and it never gets worse
         self.best: tuple[float, str] | None = None
         self.started = time.monotonic()
         self.live: Live | None = None
@@ -67,14 +72,15 @@ class Progress(Callback):
         self.done_before = len(journal.ended)
         for trial_id, end in journal.ended.items():  # the best of the trials finished before a resume
             if end == "FINISHED" and journal.history.get(trial_id):
-                self._offer(journal.history[trial_id][-1], trial_id)
+                self._offer(journal.history[trial_id], trial_id)
         if self.console.is_terminal:
             self.live = Live(self.table(), console=self.console, refresh_per_second=2, transient=True)
             self.live.start()
 
     def _row(self, trial) -> dict[str, Any]:
         if trial.trial_id not in self.rows:
-            self.rows[trial.trial_id] = {"status": "RUNNING", "epoch": 0, "value": math.nan, "params": self.decode(trial.config)}
+            row = {"status": "RUNNING", "epoch": 0, "value": math.nan, "params": self.decode(trial.config), "history": []}
+            self.rows[trial.trial_id] = row
         return self.rows[trial.trial_id]
 
     def _event(self, trial, text: str) -> None:
@@ -93,13 +99,13 @@ class Progress(Callback):
         row = self._row(trial)
         row["epoch"] = int(result.get("epoch", 0))
         row["value"] = result.get(self.metric, math.nan)
-        row["last"] = {k: v for k, v in result.items() if "/" in k}  # metrics only: rows are pickled with Tune's state
+        self._keep(row, result)
         self._event(trial, f"epoch {row['epoch']} {self.metric}={format_value(row['value'])}{self._best_text()}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         row = self._row(trial)
         row["status"] = "DONE"
-        self._offer(row.get("last") or {}, trial.trial_id)
+        self._offer(row["history"], trial.trial_id)
         self._event(trial, f"{self._ending(trial.trial_id, row['epoch'])}; {self._counts()}{self._best_text()}")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -121,8 +127,18 @@ class Progress(Callback):
             return f"stopped early after {ran}: {reason}"
         return f"stopped early by {self.scheduler} after {ran}" if self.scheduler != "none" else f"stopped after {ran}"
 
-    def _offer(self, metrics: dict[str, Any], trial_id: str) -> None:
-        """A finished trial's last metrics: its value becomes the best if finite, feasible and better."""
+    @staticmethod
+    def _keep(row: dict[str, Any], result: dict[str, Any]) -> None:
+        """The epoch's metrics only (rows are pickled with Tune's state); a repeated epoch (a trial
+        resumed from an earlier checkpoint) replaces the old one, as in the journal."""
+        epoch = int(result.get("epoch", 0))
+        kept = [h for h in row["history"] if h["epoch"] < epoch]
+        row["history"] = kept + [{"epoch": epoch, **{k: v for k, v in result.items() if "/" in k}}]
+
+    def _offer(self, history: list[dict[str, Any]], trial_id: str) -> None:
+        """A finished trial's epochs: its score (the `search.score` rule, as the final pick reads it)
+        becomes the best if finite, feasible and better."""
+        metrics = scored_metrics(history, self.score, self.metric, self.mode)
         value = metrics.get(self.metric)
         if not is_finite(value) or not feasible(metrics, self.constraints):
             return
@@ -130,7 +146,7 @@ class Progress(Callback):
             self.best = (float(value), trial_id)
 
     def _best_text(self) -> str:
-        return f" (best finished {format_value(self.best[0])} by {self.best[1]})" if self.best else ""
+        return f" (best finished {format_value(self.best[0])} by {self.best[1]}, {self.score} score)" if self.best else ""
 
     def elapsed(self) -> str:
         return clock(time.monotonic() - self.started)

@@ -23,7 +23,16 @@ from search.journal import TrialJournal
 from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, SUMMARY_FILE
 from search.progress import Progress
 from search.spec import SearchPlan, load_plan
-from search.state import claim_out_dir, discard_unstarted, read_state, write_atomic, write_state
+from search.resources import resolve_resources
+from search.state import (
+    claim_out_dir,
+    discard_unstarted,
+    read_state,
+    record_resources,
+    stored_resources,
+    write_atomic,
+    write_state,
+)
 from search.stopping import LossRules
 from search.report.pareto import write_pareto
 from search.summary import (
@@ -41,13 +50,14 @@ from search.trainable import trial_config
 from search.tuner import (
     RunOptions,
     build_tuner,
-    gpu_per_trial,
+    cluster_gpus,
     init_ray,
     resourced_trainable,
     searched_values,
     tune_location,
 )
 from training.errors import ConfigError
+from training.resources import TrialResources
 from training.tracking import Tracker
 
 
@@ -57,11 +67,11 @@ def experiment_name(plan: SearchPlan) -> str:
     return tracking.experiment if "experiment" in tracking.model_fields_set else plan.name
 
 
-def search_params(plan: SearchPlan, gpu: float) -> dict[str, Any]:
+def search_params(plan: SearchPlan, resources: TrialResources) -> dict[str, Any]:
     spec = plan.spec
     params = {f"search.{k}": v for k, v in spec.search.model_dump(exclude={"baseline"}).items()}
     params.update({f"scheduler.{k}": v for k, v in spec.scheduler.model_dump().items()})
-    params.update({"resources.cpu": spec.resources.cpu, "resources.gpu": gpu, "task": plan.base.task})
+    params.update({"resources.cpu": resources.cpu, "resources.gpu": resources.gpu, "task": plan.base.task})
     params.update({f"space.{k}": v for k, v in spec.space.items()})
     return params
 
@@ -91,7 +101,7 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "tune_path": f"{storage_path.rstrip('/')}/{name}",
         "address": options.address,
         "require_gpu": options.require_gpu,
-        "gpu": None,  # decided once Ray is up
+        "resources": None,  # decided once Ray is up
         "started_at": datetime.now(timezone.utc).isoformat(),
         "tracking": {"uri": options.tracking_uri, "experiment": experiment_name(plan), "parent_run_id": None},
     }
@@ -118,16 +128,15 @@ def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) 
 
 
 def launch(plan: SearchPlan, state: dict[str, Any], console: Console, restart_unfinished: bool = False):
-    """Ray, the GPU share, the MLflow parent run, the tuner: each made once and recorded in search.json,
-    so a search killed at any point finds what it had and makes the rest."""
+    """Ray, the trial resources, the MLflow parent run, the tuner: each made once and recorded in
+    search.json, so a search killed at any point finds what it had and makes the rest."""
     out_dir = Path(state["out_dir"])
     init_ray(state["address"], out_dir.parent)
-    if state["gpu"] is None:
-        state["gpu"] = gpu_per_trial(plan.spec.resources.gpu, state.get("require_gpu", False), console)
+    resources = trial_resources(plan, state, console)
     tracking = state["tracking"]
     tracker = Tracker(tracking["uri"], tracking["experiment"], artifact_root=out_dir.parent / "mlartifacts")
     if tracking["parent_run_id"] is None:
-        tracking["parent_run_id"] = start_parent_run(tracker, plan, state["gpu"], out_dir)
+        tracking["parent_run_id"] = start_parent_run(tracker, plan, resources, out_dir)
     else:
         tracker.client.update_run(tracking["parent_run_id"], status="RUNNING")
     write_state(out_dir, state)
@@ -135,17 +144,28 @@ def launch(plan: SearchPlan, state: dict[str, Any], console: Console, restart_un
         unfinished = tune.ResumeConfig.ResumeType.RESTART if restart_unfinished else tune.ResumeConfig.ResumeType.RESUME
         tuner = tune.Tuner.restore(
             state["tune_path"],
-            trainable=resourced_trainable(plan, state["gpu"]),
+            trainable=resourced_trainable(plan, resources),
             _resume_config=tune.ResumeConfig(unfinished=unfinished),
         )
     else:
-        tuner = new_tuner(plan, state, tracker, console)
+        tuner = new_tuner(plan, state, resources, tracker, console)
     return fit_and_finish(tuner, plan, state, tracker, console)
 
 
-def start_parent_run(tracker: Tracker, plan: SearchPlan, gpu: float, out_dir: Path) -> str:
+def trial_resources(plan: SearchPlan, state: dict[str, Any], console: Console) -> TrialResources:
+    """What each trial holds: as search.json records it, else (a new search) the space file's resources
+    against the Ray cluster's GPUs, then recorded there; a resumed search keeps what it began with."""
+    resources = stored_resources(state, plan.spec.resources.cpu)
+    if resources is None:
+        requested = plan.spec.resources.requested()
+        resources = resolve_resources(requested, cluster_gpus(), state.get("require_gpu", False), console)
+    record_resources(state, resources)
+    return resources
+
+
+def start_parent_run(tracker: Tracker, plan: SearchPlan, resources: TrialResources, out_dir: Path) -> str:
     parent = tracker.start_run(plan.name, tags={"search": plan.name, "space_file": str(plan.path)})
-    tracker.log(parent, params=search_params(plan, gpu))
+    tracker.log(parent, params=search_params(plan, resources))
     tracker.log_artifact(parent, out_dir / SPACE_FILE)
     return parent
 
@@ -158,7 +178,9 @@ def tune_state_saved(tune_path: str) -> bool:
     return any(Path(tune_path).glob("experiment_state-*.json"))
 
 
-def new_tuner(plan: SearchPlan, state: dict[str, Any], tracker: Tracker, console: Console) -> tune.Tuner:
+def new_tuner(
+    plan: SearchPlan, state: dict[str, Any], resources: TrialResources, tracker: Tracker, console: Console
+) -> tune.Tuner:
     out_dir = Path(state["out_dir"])
     journal = out_dir / JOURNAL_FILE
     callbacks = [
@@ -166,7 +188,7 @@ def new_tuner(plan: SearchPlan, state: dict[str, Any], tracker: Tracker, console
         progress_view(plan, console, journal),
     ]
     location = tuple(state["tune_path"].rsplit("/", 1))
-    return build_tuner(plan, state["gpu"], location, callbacks, LossRules(plan.spec.stop, journal))
+    return build_tuner(plan, resources, location, callbacks, LossRules(plan.spec.stop, journal))
 
 
 def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
@@ -181,6 +203,7 @@ def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress
         console,
         journal,
         max_epochs=plan.epochs,
+        score=settings.score,
         scheduler=stopper,
         constraints=plan.constraints,
     )

@@ -15,6 +15,7 @@ from training.config import Section, TrackingConfig, TrainConfig
 from training.config_file import read_yaml, suggestion, validate_model
 from training.data.registry import check_data
 from training.errors import ConfigError
+from training.resources import TrialResources
 from training.task_keys import check_reads, check_task_name
 
 # Nothing here imports torch, Ray or MLflow at module level: `read_plan` answers a mistake in the file,
@@ -125,6 +126,10 @@ class ResourceSettings(Section):
             )
         return value
 
+    def requested(self) -> TrialResources:
+        """What the file asks for each trial; the search resolves it against the GPUs there are."""
+        return TrialResources(cpu=self.cpu, gpu=self.gpu)
+
 
 class StopSettings(Section):
     """Trial stopping rules beside ASHA (all off by default)."""
@@ -184,7 +189,7 @@ def _base_config(spec: SearchSpec) -> TrainConfig:
         if spec.scheduler.max_epochs:
             train["epochs"] = spec.scheduler.max_epochs
         # the trial's thread count is part of what it computes: recorded so that an exported config retrains the same
-        train.setdefault("cpu_threads", max(1, int(spec.resources.cpu)))
+        train.setdefault("cpu_threads", spec.resources.requested().threads)
     try:
         return validate_model(TrainConfig, merged)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 
 from search.layout import SPACE_FILE, STATE_FILE, SUMMARY_FILE
 from training.errors import ConfigError
+from training.resources import TrialResources
 
 TEMP_SUFFIX = ".tmp"
 # what a search killed before its search.json leaves: a folder holding only these is free to run again
@@ -30,6 +31,22 @@ def write_atomic(path: Path, text: str) -> Path:
 
 def write_state(out_dir: Path, state: dict[str, Any]) -> None:
     write_atomic(out_dir / STATE_FILE, json.dumps(state, indent=2))
+
+
+def stored_resources(state: dict[str, Any], cpu: float) -> TrialResources | None:
+    """The trial resources search.json records; None before they were decided (Ray was not up yet).
+    A search.json written before they were recorded holds the GPU share alone ("gpu"): its trials
+    held the space file's `cpu`, as a search still reads it."""
+    if state.get("resources") is not None:
+        return TrialResources.from_json(state["resources"])
+    if state.get("gpu") is not None:
+        return TrialResources(cpu=cpu, gpu=state["gpu"])
+    return None
+
+
+def record_resources(state: dict[str, Any], resources: TrialResources) -> None:
+    state.pop("gpu", None)  # the older form, now inside `resources`
+    state["resources"] = resources.to_json()
 
 
 def read_state(result_dir: Path) -> dict[str, Any]:

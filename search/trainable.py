@@ -13,6 +13,7 @@ from ray import tune
 from search.space import Distribution, apply_values, decode_trial
 from training.config import TrainConfig
 from training.fit import CHECKPOINT_FILE, EpochReport, fit
+from training.resources import TrialResources
 from training.runtime import Runtime
 
 
@@ -65,16 +66,16 @@ def _resume_state() -> dict[str, Any] | None:
 
 
 def make_trainable(
-    base: TrainConfig, space: dict[str, Distribution], cpu: float, gpu: float, checkpoint_every_s: float
+    base: TrainConfig, space: dict[str, Distribution], resources: TrialResources, checkpoint_every_s: float
 ) -> Callable[[dict[str, Any]], None]:
-    """A Tune function trainable; the trial's Ray resources become its torch runtime."""
+    """A Tune function trainable; the resources Ray reserves for the trial become its torch runtime."""
 
     def trial(params: dict[str, Any]) -> None:
         cfg = trial_config(base, space, params)
         clock = CheckpointClock(checkpoint_every_s, cfg.train.epochs)
         fit(
             cfg,
-            Runtime.for_trial(cfg, cpu, gpu),
+            Runtime.for_trial(cfg, resources),
             on_epoch=lambda report: _report(report, clock.due(report.epoch)),
             resume_state=_resume_state(),
         )

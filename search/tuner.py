@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from search.spec import SearchPlan
 from search.space import decode_trial, encode_point, optuna_space
 from training.errors import ConfigError
+from training.resources import TrialResources
 
 # Before Ray is imported: no auto CSV/JSON/TensorBoard loggers (MLflow is our record), no log dedup noise.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -100,17 +99,9 @@ def init_ray(address: str | None, results_dir: Path) -> None:
         raise ConfigError("--address", f"cannot reach a Ray cluster at {address}: {exc}{hint}") from None
 
 
-def gpu_per_trial(requested: float, require_gpu: bool, console: Console) -> float:
-    """The GPU share each trial gets: `requested`, or 0 (with one warning) on a cluster without GPUs."""
-    if requested <= 0:
-        return 0.0
-    available = ray.cluster_resources().get("GPU", 0)
-    if available > 0:
-        return requested
-    if require_gpu:
-        raise ConfigError("resources.gpu", f"{requested} GPU per trial asked with --require-gpu, but the Ray cluster has no GPU")
-    console.print(f"[yellow]warning:[/] no GPU in the Ray cluster: resources.gpu {requested} -> 0, trials run on CPU")
-    return 0.0
+def cluster_gpus() -> float:
+    """The GPUs of the Ray cluster this driver is connected to (what `resolve_resources` weighs a GPU share against)."""
+    return ray.cluster_resources().get("GPU", 0)
 
 
 def build_searcher(plan: SearchPlan) -> TruthfulOptunaSearch:
@@ -157,18 +148,19 @@ def searched_values(plan: SearchPlan):
     return values
 
 
-def resourced_trainable(plan: SearchPlan, gpu: float):
-    trainable = make_trainable(plan.base, plan.space, plan.spec.resources.cpu, gpu, plan.spec.search.checkpoint_every_s)
-    return tune.with_resources(trainable, {"cpu": plan.spec.resources.cpu, "gpu": gpu})
+def resourced_trainable(plan: SearchPlan, resources: TrialResources):
+    """The trial function, placed by Ray on the resources its torch runtime then uses."""
+    trainable = make_trainable(plan.base, plan.space, resources, plan.spec.search.checkpoint_every_s)
+    return tune.with_resources(trainable, {"cpu": resources.cpu, "gpu": resources.gpu})
 
 
 def build_tuner(
-    plan: SearchPlan, gpu: float, location: tuple[str, str], callbacks: list, stopper: tune.Stopper | None
+    plan: SearchPlan, resources: TrialResources, location: tuple[str, str], callbacks: list, stopper: tune.Stopper | None
 ) -> tune.Tuner:
     spec = plan.spec
     storage_path, name = location
     return tune.Tuner(
-        resourced_trainable(plan, gpu),
+        resourced_trainable(plan, resources),
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,

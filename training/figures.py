@@ -1,9 +1,11 @@
-"""Figures of per-epoch extras (`Task.epoch_extras`), for the artifacts people look at by hand."""
+"""Figures for the artifacts people look at by hand: per-epoch extras (`Task.epoch_extras`) and the
+tables a task makes for the search report (`Task.report_tables`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
 
@@ -39,5 +41,19 @@ def histogram_figure(name: str, histogram: dict[str, Any], epoch: int) -> Figure
     ax.set_ylabel("count")
     ax.set_title(f"{name}, epoch {epoch}")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(names: list[str], counts: np.ndarray, title: str) -> Figure:
+    """A confusion matrix (rows = truth) as a heat map with its counts written in the cells."""
+    fig = Figure(figsize=(1.1 * len(names) + 2, 1.1 * len(names) + 1.5))
+    ax = fig.add_subplot()
+    ax.imshow(counts, cmap="Blues")
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(col, row, str(value), ha="center", va="center", color="white" if value > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     return fig

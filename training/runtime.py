@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from training.config import TrainConfig, TrainLoopConfig
 from training.errors import ConfigError
+from training.resources import TrialResources
 
 
 def epoch_seed_of(seed: int, epoch: int) -> int:
@@ -63,32 +64,34 @@ class Runtime:
     channels_last: bool = False
 
     @classmethod
-    def from_config(
-        cls, cfg: TrainLoopConfig, cpu_threads: int | None = None, gpu_fraction: float | None = None
-    ) -> Runtime:
+    def from_config(cls, cfg: TrainLoopConfig, cpu_threads: int | None = None) -> Runtime:
+        """The runtime of a run outside a search (`training train`): the config's device, `auto` = CUDA if here."""
         cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         return cls(
             device=torch.device("cuda" if cuda else "cpu"),
             cpu_threads=cpu_threads or cfg.cpu_threads,
-            gpu_fraction=gpu_fraction,
             amp=cuda and cfg.amp,
             channels_last=cuda and cfg.channels_last,
         )
 
     @classmethod
-    def for_trial(cls, cfg: TrainConfig, cpu: float, gpu: float) -> Runtime:
-        """The runtime of a search trial holding `cpu` CPUs and a `gpu` share: its resources, not the
-        config's device setting, decide where it runs; its thread count is the config's (which the
-        search fills from `cpu`), so that the trial and a retrain of its config sum floats alike."""
-        device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
-        train_cfg = cfg.train.model_copy(update={"device": device})
-        threads = cfg.train.cpu_threads or max(1, int(cpu))
-        return cls.from_config(train_cfg, cpu_threads=threads, gpu_fraction=min(gpu, 1.0) or None)
+    def for_trial(cls, cfg: TrainConfig, resources: TrialResources) -> Runtime:
+        """The runtime of a search trial: its resources, resolved once by the search (a GPU share only
+        where there is a GPU), not the config's device setting, decide where it runs; its thread count
+        is the config's (which the search fills from resources.cpu), so that the trial and a retrain of
+        its config sum floats alike."""
+        device = "cuda" if resources.gpu > 0 else "cpu"
+        threads = cfg.train.cpu_threads or resources.threads
+        runtime = cls.from_config(cfg.train.model_copy(update={"device": device}), cpu_threads=threads)
+        return replace(runtime, gpu_fraction=resources.gpu or None)
 
     def apply(self) -> None:
         """Claim the share of the machine this run may use, so packed runs cannot starve each other,
         and reset what an earlier run in this process (a reused Tune actor) may have changed."""
         reset_numerics()
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            # Ray counted a GPU on this node, but this torch cannot use it (a CPU-only build, a hidden card)
+            raise ConfigError("resources.gpu", "this trial holds a GPU share, but torch sees no CUDA GPU here")
         if self.cpu_threads:
             torch.set_num_threads(self.cpu_threads)
         if self.device.type == "cuda" and self.gpu_fraction and self.gpu_fraction < 1:

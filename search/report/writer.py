@@ -9,13 +9,13 @@ from rich.markup import escape
 
 from search.layout import REPORT_DIR
 from search.report.baseline import write_best_vs_baseline
-from search.report.confusion import write_confusion
 from search.report.importance import write_importance
 from search.report.inputs import Search, load_search
 from search.report.leaderboard import write_leaderboard
 from search.report.output import ReportDir
 from search.report.per_class import write_best_per_class
 from search.report.plots import write_plots
+from search.report.task_tables import write_task_tables
 
 
 
@@ -69,8 +69,8 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     - `metric_per_epoch.png` (one line per trial: ASHA stops end early, failures are marked),
       `metric_vs_<key>.png` for each searched key, `parallel_coordinates.png`;
     - `best_per_class.csv`, `best_per_class.png`: the best trial's per-class metrics (`val/f1/<class>`, ...);
-    - `confusion.csv`, `confusion.png`: the best classification trial's validation confusion matrix,
-      recomputed from its kept checkpoint;
+    - the tables the best trial's task makes from its kept checkpoint (`Task.report_tables`), each
+      as CSV and PNG: `confusion.csv`, `confusion.png` (validation confusion matrix) for classification;
     - `best_vs_baseline.md`: the config keys where the best trial differs from the baseline;
     - `README.md`: links to all of the above.
 
@@ -84,7 +84,7 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     write_importance(search, out, console)
     write_plots(search, out)
     write_best_per_class(search, out, console)
-    write_confusion(search, out, console)
+    write_task_tables(search, out, console)
     write_best_vs_baseline(search, out, console)
     write_index(search, out)
     log_to_parent(search, list(out.files), console)

@@ -13,15 +13,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from search.check import (
-    CheckResult,
-    Measurement,
-    check_space_file,
-    plan_box_stats,
-    print_box_stats,
-    print_memory,
-    sample_configs,
-)
+from search.check import CheckResult, Measurement, check_space_file, print_memory, sample_configs
 from search.space import GeometricSet, parse_space
 from search.spec import load_plan
 
@@ -120,6 +112,26 @@ def test_check_space_file_measures_and_estimates(minimal_space, write_space):
     assert not ray.is_initialized()
 
 
+PROBE_SPACE = {
+    "task": "probe",
+    "data": {"batch_size": 16},
+    "space": {"optim.lr": {"loguniform": [1.0e-3, 1.0e-1]}},
+    "search": {"metric": "val/loss", "mode": "min"},
+    "scheduler": {"name": "none", "max_epochs": 3},
+}
+
+
+def test_check_space_file_times_any_task_through_its_interface(write_space):
+    result = check_space_file(write_space(PROBE_SPACE, "probe.yaml"))
+    m = result.measurement
+    # a task search/check never names is timed through its own train step and validation batch
+    assert m.train_step_s > 0 and m.val_batch_s > 0
+    # the probe's 48 training rows in batches of 16; its 16 validation rows in one batch
+    assert (m.train_batches, m.val_batches, m.train_images, m.val_images) == (3, 1, 48, 16)
+    # the probe says nothing about its data: no extra section
+    assert result.data == []
+
+
 def test_print_memory_warns_when_the_gpu_fraction_is_too_small(minimal_space, write_space):
     minimal_space["resources"] = {"gpu": 0.25}
     plan = load_plan(write_space(minimal_space))
@@ -183,36 +195,14 @@ DETECTION_SPACE = {
 }
 
 
-def test_plan_box_stats_only_for_detection_data(minimal_space, write_space):
-    # a classification search has no box section
-    assert plan_box_stats(load_plan(write_space(minimal_space))) is None
-    stats = plan_box_stats(load_plan(write_space(DETECTION_SPACE, "det.yaml")))
-    # a detection search measures every box of its data with the base config's anchors
-    assert stats is not None and stats.anchor_ratios == [1.0] and stats.anchor_sizes == [8, 16, 32]
-    assert stats.count > 24 * 0.6  # most images carry one or more defects
-
-
-def test_print_box_stats_prints_ratios_sizes_coverage_and_a_pastable_range(write_space):
-    space = {**DETECTION_SPACE, "space": {"model.anchor_ratios": {"choice": [[1.0], [0.5, 1.0, 2.0]]}}}
-    plan = load_plan(write_space(space, "det.yaml"))
-    out = io.StringIO()
-    print_box_stats(plan_box_stats(plan), plan, Console(file=out, width=200, color_system=None))
-    text = out.getvalue()
-    # per-class aspect ratios, the histogram, the sizes and the anchor coverage are all there
-    for part in ("box aspect ratios (h/w)", "median h/w", "h/w histogram", "scratch", "box size sqrt(area)", "anchor coverage:"):
-        assert part in text, part
-    # anchor_ratios is searched: the coverage is said to be for the base value
-    assert "model.anchor_ratios is searched" in text
-    # the suggestion is a space entry that parses as a geometric ratio set
-    line = next(line.strip() for line in text.splitlines() if line.strip().startswith("model.anchor_ratios: {geometric"))
-    entry = yaml.safe_load(line)
-    assert isinstance(parse_space(entry)["model.anchor_ratios"], GeometricSet)
-
-
 def test_check_cli_detection_space_prints_the_box_section(write_space):
     result = cli("check", str(write_space(DETECTION_SPACE, "det.yaml")))
-    # a detection space checks cleanly and, besides the timings, prints the box statistics
+    # a detection space checks cleanly and, besides the timings, prints what its task says about its
+    # data: the box statistics
     assert result.returncode == 0, result.stderr[-2000:]
     assert "time per epoch: ~" in result.stdout and "box statistics:" in result.stdout
+    # the suggested range pastes into a space file as a geometric ratio set
+    line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("model.anchor_ratios:"))
+    assert isinstance(parse_space(yaml.safe_load(line))["model.anchor_ratios"], GeometricSet)
     # with only square anchors, the flat defect boxes are poorly covered: the share is printed
     assert "of boxes have no anchor with IoU >= 0.5" in result.stdout

@@ -167,6 +167,18 @@ def test_export_pick_writes_the_chosen_config_with_rule_and_threshold(tmp_path):
     # the file is a valid training config: the chosen trial's values plus its calibrated threshold
     assert config.optim.lr == TRIALS[1]["config"]["optim"]["lr"]
     assert config.eval.decision_threshold == pytest.approx(0.37)
+    # and the header says what the threshold means in deployment (the task's note)
+    assert "# eval.decision_threshold = 0.37: in deployment call an image defective when 1 - P(good) >= it" in text
+
+
+def test_export_sets_only_what_the_trials_task_derives_from_its_metrics(tmp_path):
+    trial = make_trial("t_x", 0.01, 0.2, **{"val/threshold_at_target_miss": 0.37})
+    trial["config"]["task"] = "detection"
+    folder = result_dir(tmp_path / "search", make_summary(objectives=None, trials=[trial], best="t_x"))
+    text = export_best(folder, tmp_path / "best.yaml").read_text()
+    # the threshold rule is the classification task's: a detection trial's export sets no threshold
+    assert load_config(tmp_path / "best.yaml").eval.decision_threshold is None
+    assert "eval.decision_threshold =" not in text
 
 
 def test_export_default_is_the_search_best_without_a_threshold_when_none_was_calibrated(tmp_path):

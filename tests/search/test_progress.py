@@ -12,15 +12,17 @@ from rich.console import Console
 from search.constraints import parse_constraint
 from search.journal import TrialJournal
 from search.progress import Progress
+from search.score import scored_metrics
+from search.summary import pick_best
 
 METRIC = "val/macro_f1"
 
 
-def progress(tmp_path, mode="max", constraints=(), scheduler="ASHA") -> Progress:
+def progress(tmp_path, mode="max", constraints=(), scheduler="ASHA", score="last") -> Progress:
     console = Console(file=io.StringIO(), width=200, color_system=None)
     view = Progress(
         METRIC, mode, 4, ["optim.lr"], lambda config: dict(config), console, tmp_path / "trials.jsonl",
-        max_epochs=2, scheduler=scheduler, constraints=constraints,
+        max_epochs=2, score=score, scheduler=scheduler, constraints=constraints,
     )
     view.setup()
     return view
@@ -78,3 +80,29 @@ def test_progress_best_skips_infeasible_trials(tmp_path):
     view = progress(tmp_path, constraints=[parse_constraint("val/miss_rate <= 0.07", "c")])
     shown = bests(play(view, EVENTS))
     assert shown == [0.6]
+
+
+def test_progress_best_follows_the_search_score_rule_and_names_it(tmp_path):
+    # b: 0.9 then 0.6; a: 0.8 (one epoch). last: b=0.6 -> a's 0.8; best: b=0.9; ema (0.5): b=0.75 -> a's 0.8
+    expected = {"last": (0.8, "a"), "best": (0.9, "b"), "ema": (0.8, "a")}
+    for rule, best in expected.items():
+        (tmp_path / rule).mkdir()
+        view = progress(tmp_path / rule, score=rule)
+        lines = play(view, EVENTS)
+        assert view.best == best, rule
+        assert f"best finished {best[0]} by {best[1]}, {rule} score" in lines[-1], lines
+
+
+def test_progress_best_is_the_final_pick(tmp_path):
+    # the live view's best and the summary's pick_best agree on the same epochs, under every rule
+    histories = {"a": [0.5, 0.7, 0.6], "b": [0.8, 0.4, 0.65], "c": [0.3, 0.62, 0.66]}
+    for rule in ("last", "best", "ema"):
+        (tmp_path / rule).mkdir()
+        view = progress(tmp_path / rule, score=rule)
+        events = [(t, "result", v) for t, values in histories.items() for v in values]
+        play(view, events + [(t, "complete", None) for t in histories])
+        trials = [
+            {"trial_id": t, "status": "DONE", "metrics": scored_metrics([{"epoch": i + 1, METRIC: v} for i, v in enumerate(values)], rule, METRIC, "max")}
+            for t, values in histories.items()
+        ]
+        assert view.best[1] == pick_best(trials, METRIC, "max")["trial_id"], rule

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -24,7 +25,11 @@ from search.report.plots import per_epoch_figure
 from search.space import set_dotted
 from search.summary import pick_best
 from training.config import TrainConfig
+from training.data import class_names
 from training.errors import ConfigError
+from training.fit import CHECKPOINT_FILE
+from training.runtime import Runtime
+from training.tasks import create_task
 from training.tracking import Tracker
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -381,12 +386,55 @@ def test_report_index_lists_no_file_it_then_calls_missing(report, tmp_path):
     from search.report.writer import write_index
 
     index = (report["out"] / "README.md").read_text()
-    # this search kept no checkpoint: no confusion file is listed, and the note says why
-    assert "confusion.png" not in index and "no confusion matrix" in index
+    # this search kept no checkpoint: no task table (confusion matrix) is listed, and the note says why
+    assert "confusion.png" not in index
+    assert "no task tables (e.g. a confusion matrix): the best trial kept no checkpoint" in index
     # a report that wrote its confusion matrix lists it and never says there is none
     out = ReportDir(tmp_path / "with-confusion")
     out.root.mkdir()
     out.path("confusion.png", "best trial's validation confusion matrix")
     write_index(load(report["folder"]), out)
     written = (out.root / "README.md").read_text()
-    assert "[confusion.png](confusion.png)" in written and "no confusion matrix" not in written
+    assert "[confusion.png](confusion.png)" in written and "no task tables" not in written
+
+
+CPU = Runtime(device=torch.device("cpu"))
+
+
+def with_best_checkpoint(folder: Path, config: dict[str, Any]) -> TrainConfig:
+    """Give the search's best trial `config` and a checkpoint of a freshly built model of it."""
+    summary = json.loads((folder / "summary.json").read_text())
+    cfg = TrainConfig.model_validate(config)
+    checkpoint = folder / "best-checkpoint"
+    checkpoint.mkdir()
+    torch.save({"model": create_task(cfg, CPU).model.state_dict()}, checkpoint / CHECKPOINT_FILE)
+    summary["best"].update(config=cfg.model_dump(mode="json"), checkpoint=str(checkpoint))
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return cfg
+
+
+def test_report_writes_the_tables_the_best_trials_task_makes_from_its_checkpoint(tmp_path, tracker):
+    folder = make_search(tmp_path / "with-checkpoint", tracker)
+    tiny = {"kind": "synthetic", "image_size": 32, "batch_size": 8, "synthetic": {"count": 40, "seed": 0}}
+    cfg = with_best_checkpoint(folder, {"task": "classification", "data": tiny, "model": {"name": "resnet10t"}})
+    console = quiet_console()
+    out = write_report(folder, console)
+    rows = read_rows(out / "confusion.csv")
+    # a classification task's table: its confusion matrix, one row per class, every validation image counted
+    assert [row["true \\ predicted"] for row in rows] == class_names(cfg.data)
+    counts = [int(v) for row in rows for k, v in row.items() if k != "true \\ predicted"]
+    assert len(counts) == len(rows) ** 2 and sum(counts) == len(create_task(cfg, CPU).val_loader.dataset)
+    # with its figure, both listed in the index, and a console line naming the trial
+    assert is_png(out / "confusion.png")
+    index = (out / "README.md").read_text()
+    assert "[confusion.csv](confusion.csv)" in index and "no task tables" not in index
+    assert "confusion matrix of best trial t1 over" in console.file.getvalue()
+
+
+def test_report_of_a_task_without_tables_says_so(tmp_path, tracker):
+    folder = make_search(tmp_path / "probe", tracker)
+    with_best_checkpoint(folder, {"task": "probe", "data": {"batch_size": 16}})
+    out = write_report(folder, quiet_console())
+    # the probe task makes no table: no confusion file, and the index says why
+    assert not (out / "confusion.csv").exists()
+    assert "no task tables: the best trial's task makes none" in (out / "README.md").read_text()

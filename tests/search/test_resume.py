@@ -4,6 +4,7 @@ folder that `resume` continues or, when nothing had started, that `run` takes ov
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -12,11 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+import ray
 import yaml
 from mlflow.tracking import MlflowClient
 from ray.tune.search.optuna import OptunaSearch
+from rich.console import Console
 
 from search.journal import TrialJournal
+from search.runner import trial_resources
+from search.spec import load_plan
+from training.resources import TrialResources
 
 SPACE = {
     "name": "kill",
@@ -111,6 +118,8 @@ def test_sigterm_stops_gracefully_then_resume_finishes(tmp_path):
     assert proc.returncode == 130, out
     assert "Resume with: python -m search resume" in out
     state = json.loads((tmp_path / "results" / "kill" / "search.json").read_text())
+    # search.json records the resources the trials held (the space's defaults: 1 CPU, no GPU)
+    assert state["resources"] == {"cpu": 1.0, "gpu": 0.0}
     client = MlflowClient(state["tracking"]["uri"])
     # the parent run is marked KILLED, not left RUNNING
     assert client.get_run(state["tracking"]["parent_run_id"]).info.status == "KILLED"
@@ -121,6 +130,24 @@ def test_sigterm_stops_gracefully_then_resume_finishes(tmp_path):
     assert summary["tracking"]["parent_run_id"] == state["tracking"]["parent_run_id"]
     assert client.get_run(state["tracking"]["parent_run_id"]).info.status == "FINISHED"
     assert len(summary["trials"]) == NUM_SAMPLES
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{"resources": {"cpu": 1.0, "gpu": 0.0}}, {"gpu": 0.0}],
+    ids=["recorded", "older-search-json"],
+)
+def test_a_resumed_search_keeps_the_resources_it_began_with(minimal_space, write_space, state):
+    minimal_space["resources"] = {"cpu": 1, "gpu": 0.5}
+    plan = load_plan(write_space(minimal_space))
+    state = {**state, "require_gpu": True}
+    out = io.StringIO()
+    # the first launch found no GPU (share 0): a resume reads that back, from an older search.json's
+    # "gpu" too, without asking the cluster again (no Ray here) or refusing again for --require-gpu
+    assert trial_resources(plan, state, Console(file=out)) == TrialResources(cpu=1, gpu=0.0)
+    assert not ray.is_initialized() and out.getvalue() == ""
+    # and search.json then holds them in the one field
+    assert state["resources"] == {"cpu": 1.0, "gpu": 0.0} and "gpu" not in state
 
 
 def test_resume_refuses_a_finished_or_unknown_folder(tmp_path):

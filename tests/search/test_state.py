@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from search.state import claim_out_dir, read_state, write_atomic, write_state
+from search.state import claim_out_dir, read_state, record_resources, stored_resources, write_atomic, write_state
 from training.errors import ConfigError
+from training.resources import TrialResources
 
 
 def test_write_atomic_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
@@ -58,3 +59,23 @@ def test_read_state_says_how_to_carry_on(tmp_path):
     # once search.json is there, it is what resume reads
     write_state(folder, {"name": "s"})
     assert read_state(folder) == {"name": "s"}
+
+
+def test_resources_round_trip_through_search_json(tmp_path):
+    state = {"name": "s", "resources": None}
+    # not decided yet (killed before Ray was up): nothing stored, the search resolves them
+    assert stored_resources(state, cpu=2) is None
+    record_resources(state, TrialResources(cpu=2, gpu=0.0))
+    write_state(tmp_path, state)
+    # what was recorded is what a resume reads back, whatever the space file's cpu says now
+    assert stored_resources(read_state(tmp_path), cpu=8) == TrialResources(cpu=2, gpu=0.0)
+
+
+@pytest.mark.parametrize(("gpu", "expected"), [(0.5, TrialResources(cpu=3, gpu=0.5)), (None, None)], ids=["decided", "undecided"])
+def test_a_search_json_from_before_resources_were_recorded_still_resumes(gpu, expected):
+    # an older search.json holds the resolved GPU share alone ("gpu"): its trials held the space file's cpu
+    old = {"name": "s", "require_gpu": False, "gpu": gpu}
+    assert stored_resources(old, cpu=3) == expected
+    # recording them replaces the old field with the one value
+    record_resources(old, TrialResources(cpu=3, gpu=0.5))
+    assert "gpu" not in old and old["resources"] == {"cpu": 3, "gpu": 0.5}

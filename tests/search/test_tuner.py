@@ -1,20 +1,19 @@
-"""Tuner pieces: GPU fallback, ASHA/FIFO choice, the seeded Optuna searcher, start-up trials."""
+"""Tuner pieces: resources on the cluster, ASHA/FIFO choice, the seeded Optuna searcher, start-up trials."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import optuna
 import pytest
 import ray
-from rich.console import Console
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from search.spec import load_plan
 from search.sampler import startup_trials
-from search.tuner import build_scheduler, build_searcher, gpu_per_trial, ray_temp_dir
-from training.errors import ConfigError
+from search.resources import resolve_resources
+from search.tuner import build_scheduler, build_searcher, cluster_gpus, ray_temp_dir, resourced_trainable
+from training.resources import TrialResources
 
 
 @pytest.fixture(scope="module")
@@ -29,23 +28,18 @@ def plan(tmp_path, minimal_space, write_space):
     return load_plan(write_space(minimal_space))
 
 
-def test_gpu_per_trial_falls_back_to_cpu_with_one_warning(local_ray):
-    out = io.StringIO()
-    # no GPU in the cluster: a fraction becomes 0 and one warning line says so
-    assert gpu_per_trial(0.25, require_gpu=False, console=Console(file=out, width=200)) == 0.0
-    assert out.getvalue().count("warning") == 1 and "0.25" in out.getvalue()
+def test_a_gpu_share_on_a_cluster_without_gpus_is_reserved_as_cpu_only(local_ray, plan):
+    resources = resolve_resources(TrialResources(cpu=1, gpu=0.5), cluster_gpus())
+    # the local cluster has no GPU: the share resolves to 0
+    assert cluster_gpus() == 0 and resources == TrialResources(cpu=1, gpu=0.0)
+    # and Ray reserves what was resolved: one CPU, no GPU
+    assert resourced_trainable(plan, resources)._resources.required_resources == {"CPU": 1.0}
 
 
-def test_gpu_per_trial_require_gpu_is_an_error(local_ray):
-    # --require-gpu turns the fallback into a user error on resources.gpu
-    with pytest.raises(ConfigError) as info:
-        gpu_per_trial(0.25, require_gpu=True, console=Console(file=io.StringIO()))
-    assert info.value.key == "resources.gpu"
-
-
-def test_gpu_per_trial_zero_asks_nothing():
-    # gpu 0 needs no cluster at all
-    assert gpu_per_trial(0.0, require_gpu=True, console=Console(file=io.StringIO())) == 0.0
+def test_resourced_trainable_reserves_the_resolved_resources(plan):
+    # Ray places the trial on the one resolved value (CPUs and GPU share), whatever the plan asked
+    placed = resourced_trainable(plan, TrialResources(cpu=2, gpu=0.5))._resources.required_resources
+    assert placed == {"CPU": 2.0, "GPU": 0.5}
 
 
 @pytest.mark.parametrize("name, cls", [("asha", ASHAScheduler), ("none", FIFOScheduler)])

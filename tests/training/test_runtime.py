@@ -9,6 +9,7 @@ from torch._inductor import config as inductor_config
 from training.config import TrainConfig, TrainLoopConfig
 from training.errors import ConfigError
 from training.fit import fit
+from training.resources import TrialResources
 from training.runtime import Runtime, check_compiler
 
 
@@ -27,7 +28,30 @@ def restore_threads():
 def test_runtime_for_trial_thread_count(config_threads, trial_cpu, expected):
     cfg = TrainConfig(train={"device": "cpu", "cpu_threads": config_threads})
     # the config's thread count (which a search fills from resources.cpu) decides; else the trial's CPU share
-    assert Runtime.for_trial(cfg, cpu=trial_cpu, gpu=0).cpu_threads == expected
+    assert Runtime.for_trial(cfg, TrialResources(cpu=trial_cpu, gpu=0)).cpu_threads == expected
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda"])
+@pytest.mark.parametrize(
+    "gpu, expected_device, expected_fraction", [(0.0, "cpu", None), (0.25, "cuda", 0.25), (1.0, "cuda", 1.0)]
+)
+def test_runtime_for_trial_places_the_run_by_its_resources(device, gpu, expected_device, expected_fraction):
+    cfg = TrainConfig(train={"device": device, "amp": True})
+    runtime = Runtime.for_trial(cfg, TrialResources(cpu=1, gpu=gpu))
+    # the resolved GPU share alone decides the device, whatever train.device says: the search decided
+    # once whether there is a GPU (a share of 0 where there is none), nothing here asks again
+    assert runtime.device.type == expected_device and runtime.amp == (expected_device == "cuda")
+    # the share is the memory cap `apply` sets on the card
+    assert runtime.gpu_fraction == expected_fraction
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the case of a node whose torch has no CUDA")
+def test_runtime_apply_refuses_a_gpu_share_torch_cannot_use():
+    runtime = Runtime.for_trial(TrainConfig(), TrialResources(cpu=1, gpu=0.5))
+    # Ray counted a GPU but this torch has none: a clear error on the key, not a deep CUDA assertion
+    with pytest.raises(ConfigError) as err:
+        runtime.apply()
+    assert err.value.key == "resources.gpu" and "torch sees no CUDA GPU" in err.value.message
 
 
 def test_runtime_from_config_takes_the_configs_threads():

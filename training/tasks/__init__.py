@@ -9,7 +9,7 @@ from training.config_file import suggestion
 from training.errors import ConfigError
 from training.runtime import Runtime
 from training.task_keys import TASK_KEYS
-from training.tasks.base import Task
+from training.tasks.base import ExportedSetting, ReportTable, Task
 
 TASKS: dict[str, type[Task]] = {}
 
@@ -43,4 +43,4 @@ from training.tasks import detection  # noqa: E402,F401
 from training.tasks import semi_detection  # noqa: E402,F401
 from training.tasks import probe  # noqa: E402,F401
 
-__all__ = ["TASKS", "Task", "create_task", "get_task", "register_task"]
+__all__ = ["TASKS", "ExportedSetting", "ReportTable", "Task", "create_task", "get_task", "register_task"]

@@ -1,24 +1,60 @@
-"""The small interface every task implements; the fit loop knows tasks only through it."""
+"""The small interface every task implements; the fit loop and the search layer know tasks only
+through it (a new task needs no edit in `search/`)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
+from training.models import all_trainable
+from training.optim import create_optimizer
 from training.runtime import Runtime
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from rich.console import RenderableType
+
+
+@dataclass
+class ExportedSetting:
+    """A config value a trial's metrics decide for deployment (e.g. a calibrated threshold)."""
+
+    key: str  # dotted training-config key, e.g. `eval.decision_threshold`
+    value: Any
+    note: str  # one line for the exported file's header: what the value means in deployment
+
+
+@dataclass
+class ReportTable:
+    """A table about a trained model (e.g. its validation confusion matrix), with an optional figure
+    of it: the search report writes `<name>.csv` and `<name>.png` for its best trial."""
+
+    name: str  # file stem
+    description: str  # what it is, for the report's index
+    header: list[str]
+    rows: list[list[Any]]
+    figure: Figure | None = None
+    summary: str = ""  # one console line
 
 
 class Task(ABC):
     """Owns the data, the model and the loss of one run; `fit` drives it epoch by epoch."""
 
     name: ClassVar[str]
+    # data.cache device draws batches on the device, without a DataLoader: False for a task whose
+    # batches need one (the search then keeps `auto` off the device)
+    device_batches_ok: ClassVar[bool] = True
     model: nn.Module
     train_loader: DataLoader
+    val_loader: DataLoader
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         self.cfg = cfg
@@ -33,6 +69,24 @@ class Task(ABC):
     def check(cls, cfg: TrainConfig) -> None:
         """Raise a ConfigError for a config this task cannot run; cheap, runs before any trial."""
 
+    @classmethod
+    def describe_data(cls, cfg: TrainConfig, searched: Collection[str]) -> list[RenderableType]:
+        """What `search check` prints about this task's data after its timings (e.g. the box statistics
+        behind anchor choices); `searched` are the space's keys. Nothing by default."""
+        return []
+
+    @classmethod
+    def exported_settings(cls, metrics: dict[str, float]) -> list[ExportedSetting]:
+        """Config values that a trial's (last) metrics decide, set in its exported config. None by default."""
+        return []
+
+    @classmethod
+    def report_tables(cls, cfg: TrainConfig, runtime: Runtime, checkpoint: Path, label: str) -> list[ReportTable]:
+        """Tables about the model of `cfg` saved in `checkpoint` (a `training.fit` state file), for the
+        search report; `label` names the model in titles. None by default: a class method, so that a
+        task without tables costs no data load."""
+        return []
+
     def start_epoch(self, epoch: int) -> None:
         """Re-seed per-epoch randomness (shuffling, augmentation, mixing) from (seed, epoch), so a run
         resumed at epoch k sees the same batches as an uninterrupted one. `fit` has just seeded
@@ -46,6 +100,29 @@ class Task(ABC):
 
     def after_step(self) -> None:
         """Called after every optimizer step (e.g. to move an EMA teacher toward the student)."""
+
+    def train_step(self) -> Callable[[Any], None]:
+        """A function running one training step on a batch as `fit` does (forward, backward, optimizer
+        step, `after_step`), with an optimizer of its own: what `search check` times."""
+        from training.fit import training_step  # fit imports the task registry, which imports this module
+
+        with all_trainable(self.model):  # as fit builds it: a later phase may unfreeze stages
+            optimizer = create_optimizer(self.model, self.cfg.optim)
+        scaler = self.runtime.grad_scaler()
+
+        def step(batch: Any) -> None:
+            self.model.train()
+            training_step(self, batch, optimizer, scaler, self.cfg.train.grad_clip)
+
+        return step
+
+    @torch.no_grad()
+    def eval_batch(self, batch: Any) -> None:
+        """The work `evaluate` does for one validation batch, in eval mode: what `search check` times.
+        By default the loss of the batch (forward + loss)."""
+        self.model.eval()
+        with self.runtime.autocast():
+            self.training_loss(batch).item()
 
     def epoch_extras(self) -> dict[str, Any]:
         """JSON-able per-epoch data that is not a scalar metric (e.g. a score histogram); logged as

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
+from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from training.metrics.calibration import CALIBRATION_METRICS, calibration_metrics
 from training.config import TrainConfig
 from training.data import class_names, is_multilabel
 from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
+from training.figures import confusion_figure
 from training.imbalance import balanced_sampler, class_weights
 from training.losses.classification import create_loss, defect_alpha
+from training.metrics.calibration import CALIBRATION_METRICS, THRESHOLD_METRIC, calibration_metrics
 from training.metrics.classification import classification_metric_names, classification_metrics
 from training.mix import mix_batch, mix_enabled
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
+from training.tasks.base import ExportedSetting, ReportTable
 from training.tasks.image import ImageTask
 from training.tta import tta_logits
 
@@ -58,6 +63,37 @@ class ClassificationTask(ImageTask):
         names = classification_metric_names(class_names(cfg.data), cfg.eval.good_class)
         names += CALIBRATION_METRICS if cfg.eval.target_miss_rate is not None else []
         return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
+
+    @classmethod
+    def exported_settings(cls, metrics: dict[str, float]) -> list[ExportedSetting]:
+        """The calibrated decision threshold, when the trial reported one (eval.target_miss_rate set)."""
+        threshold = metrics.get(f"val/{THRESHOLD_METRIC}")
+        if threshold is None:
+            return []
+        note = (
+            f"eval.decision_threshold = {threshold:.6g}: in deployment call an image defective when "
+            "1 - P(good) >= it (the validation threshold that met eval.target_miss_rate)"
+        )
+        return [ExportedSetting("eval.decision_threshold", threshold, note)]
+
+    @classmethod
+    def report_tables(cls, cfg: TrainConfig, runtime: Runtime, checkpoint: Path, label: str) -> list[ReportTable]:
+        """The validation confusion matrix (rows = truth) of the checkpoint's model."""
+        task = cls(cfg, runtime)
+        task.model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["model"])
+        logits, targets = task.predictions()
+        names = task.class_names
+        counts = multiclass_confusion_matrix(logits.argmax(dim=1), targets, len(names)).numpy()
+        return [
+            ReportTable(
+                name="confusion",
+                description="validation confusion matrix",
+                header=["true \\ predicted", *names],
+                rows=[[name, *row] for name, row in zip(names, counts.tolist())],
+                figure=confusion_figure(names, counts, f"{label}: validation confusion"),
+                summary=f"confusion matrix of {label} over {int(counts.sum())} validation images",
+            )
+        ]
 
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = self._train_inputs(batch[0]), batch[1].to(self.runtime.device)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Collection
+from typing import Any
 
 import cv2
 import torch
+from rich.console import RenderableType
 from torch import nn
 from torch.utils.data import DataLoader
 
 from training.augment import BOX_AWARE
 from training.config import TrainConfig
 from training.data import check_data, class_names, load_splits
+from training.data.box_report import box_report
+from training.data.box_stats import box_stats
 from training.data.cache import device_tensors, prepared_splits
 from training.data.samples import ImageSet
 from training.detection import (
@@ -44,8 +48,6 @@ def _on_cpu(detections: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 @register_task("detection")
 class DetectionTask(Task):
-    device_batches_ok: ClassVar[bool] = True  # data.cache device: batches drawn on the device, no DataLoader
-
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         super().__init__(cfg, runtime)
         size = cfg.data.image_size
@@ -91,6 +93,13 @@ class DetectionTask(Task):
             raise ConfigError("data.cache", f"device is not for {cls.name} (its batches need a DataLoader); use auto or ram")
 
     @classmethod
+    def describe_data(cls, cfg: TrainConfig, searched: Collection[str]) -> list[RenderableType]:
+        """The box statistics behind anchor choices, with the config's anchors."""
+        model = cfg.model
+        stats = box_stats(load_splits(cfg.data), cfg.data.image_size, model.anchor_ratios, model.anchor_sizes)
+        return [] if stats is None else box_report(stats, ratios_searched="model.anchor_ratios" in searched)
+
+    @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
         defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
         return ["train/loss"] + [f"val/{name}" for name in detection_metric_names(defects)]
@@ -103,11 +112,6 @@ class DetectionTask(Task):
 
     def training_loss(self, batch: Batch) -> torch.Tensor:
         images, targets = self._to_device(batch)
-        if not self.model.training:
-            # torchvision detectors compute losses in train mode only; in eval mode (the dry-run
-            # check's validation batch) this is the inference forward `evaluate` runs, and no loss.
-            self.model(images)
-            return torch.zeros((), device=self.runtime.device)
         if self.device_augment is not None:
             images, targets = augment_batch(self.device_augment, images, targets)
         return sum(self.model(images, targets).values())
@@ -117,19 +121,26 @@ class DetectionTask(Task):
         """The network the validation metrics describe."""
         return self.model
 
+    def _detect(self, model: nn.Module, batch: Batch) -> list[dict[str, torch.Tensor]]:
+        """`model`'s detections (in eval mode) per image of one validation batch, on the CPU."""
+        model.eval()
+        with self.runtime.autocast():
+            return [_on_cpu(p) for p in model(self._to_device(batch)[0])]
+
     @torch.no_grad()
     def predictions(self, model: nn.Module | None = None) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
         """(detections, targets) per validation image of `model` (default: `eval_model`), on the CPU,
         with detector labels 1..K."""
-        model = model or self.eval_model
-        model.eval()
         preds, targets = [], []
-        with self.runtime.autocast():
-            for batch in self.val_loader:
-                images, _ = self._to_device(batch)
-                preds += [_on_cpu(p) for p in model(images)]
-                targets += batch[1]
+        for batch in self.val_loader:
+            preds += self._detect(model or self.eval_model, batch)
+            targets += batch[1]
         return preds, targets
+
+    @torch.no_grad()
+    def eval_batch(self, batch: Batch) -> None:
+        # torchvision detectors compute losses in train mode only: validation is the inference forward
+        self._detect(self.eval_model, batch)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

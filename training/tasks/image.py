@@ -113,6 +113,13 @@ class ImageTask(Task):
         return self.model(self._inputs(images))
 
     @torch.no_grad()
+    def eval_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        # `evaluate` collects the logits per batch and computes its loss and metrics once, on them all
+        self.model.eval()
+        with self.runtime.autocast():
+            self.val_logits(batch[0]).float()
+
+    @torch.no_grad()
     def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, targets) over the validation split, on the CPU."""
         self.model.eval()

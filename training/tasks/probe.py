@@ -28,6 +28,7 @@ class ProbeTask(Task):
         self.model = nn.Linear(FEATURES, 2).to(runtime.device)
         self.train_loader = DataLoader(TensorDataset(x[:TRAIN_ROWS], y[:TRAIN_ROWS]), batch_size=cfg.data.batch_size)
         self.val = (x[TRAIN_ROWS:].to(runtime.device), y[TRAIN_ROWS:].to(runtime.device))
+        self.val_loader = DataLoader(TensorDataset(*self.val), batch_size=VAL_ROWS)  # `evaluate` takes it whole
 
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:

@@ -135,9 +135,7 @@ class SemiDetectionTask(DetectionTask):
         extra = ["val/student_mAP50", "train/sup_loss", "train/unsup_loss"]
         return super().metric_names(cfg) + extra + pseudo_metric_names(defects, cfg.model.detector)
 
-    def training_loss(self, batch: MixedBatch | Any) -> torch.Tensor:
-        if not isinstance(batch, MixedBatch):  # a validation batch (the dry-run check): the supervised path
-            return super().training_loss(batch)
+    def training_loss(self, batch: MixedBatch) -> torch.Tensor:
         supervised = super().training_loss(batch.labeled)
         unsupervised = torch.zeros((), device=self.runtime.device)
         if not self.burning_in and batch.weak and self.cfg.semi.unsup_weight > 0:
@@ -206,6 +204,11 @@ class SemiDetectionTask(DetectionTask):
     def eval_model(self) -> nn.Module:
         """The teacher: Soft Teacher evaluates (and deploys) the EMA model."""
         return self.model.teacher
+
+    @torch.no_grad()
+    def eval_batch(self, batch: Any) -> None:
+        super().eval_batch(batch)  # the teacher's detections
+        self._detect(self.model.student, batch)  # `evaluate` scores the student too
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

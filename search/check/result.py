@@ -1,0 +1,72 @@
+"""What a dry run finds (`CheckResult`: samples, timings, estimates, data placement, the task's words
+on its data) and `check_space_file`, which validates, samples, measures and asks the task."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import RenderableType
+
+from search.check.measure import Measurement, measure
+from search.check.sample import sample_configs
+from search.resources import resolve_resources
+from search.space import apply_values
+from search.spec import SearchPlan, load_plan
+from training import device_augment
+from training.config import TrainConfig
+from training.data import cache
+from training.errors import ConfigError
+from training.runtime import Runtime
+from training.tasks import get_task
+
+
+@dataclass
+class CheckResult:
+    plan: SearchPlan
+    samples: list[dict[str, Any]]  # decoded values (dotted key -> value), baselines first
+    measurement: Measurement
+    data: list[RenderableType] = field(default_factory=list)  # Task.describe_data of the base config
+    placement: list[str] = field(default_factory=list)  # where the data cache and the augmentation go
+
+    @property
+    def trial_s(self) -> float:
+        return self.measurement.epoch_s * self.plan.epochs
+
+    @property
+    def rounds(self) -> int:
+        search = self.plan.spec.search
+        return math.ceil(search.num_samples / search.max_concurrent)
+
+    @property
+    def search_s(self) -> float:
+        """Every trial runs all epochs, max_concurrent at a time: an upper bound without ASHA."""
+        return self.trial_s * self.rounds
+
+
+def check_space_file(path: Path) -> CheckResult:
+    """Validate, sample, build and time: the numbers behind `python -m search check`."""
+    plan = load_plan(path)
+    samples = sample_configs(plan)
+    cfg = apply_values(plan.base, samples[0])
+    # resolved as a search resolves it, against this machine's GPUs (run_check notes a share measured on CPU)
+    runtime = Runtime.for_trial(cfg, resolve_resources(plan.spec.resources.requested(), torch.cuda.device_count()))
+    try:
+        measurement = measure(cfg, runtime)
+    except ConfigError as exc:
+        raise exc.with_file(path) from None
+    placement = data_placement(cfg, plan, runtime, measurement.train_images + measurement.val_images)
+    data = get_task(plan.base.task).describe_data(plan.base, plan.space)
+    return CheckResult(plan=plan, samples=samples, measurement=measurement, data=data, placement=placement)
+
+
+def data_placement(cfg: TrainConfig, plan: SearchPlan, runtime: Runtime, images: int) -> list[str]:
+    """Where a trial keeps its decoded images (data.cache) and runs its augmentation (augment.device)."""
+    device_ok = get_task(cfg.task).device_batches_ok and device_augment.device_capable(cfg)
+    kept = cache.plan_cache(cfg.data, images, runtime.device, runtime.gpu_fraction, device_ok)
+    searched = [key.removeprefix("augment.") for key in plan.space if key.startswith("augment.")]
+    where = device_augment.describe(cfg, searched, runtime.device, kept.mode == "device")
+    return [cache.describe(kept, cfg.data), where]
