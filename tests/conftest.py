@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import subprocess
 import sys
@@ -65,3 +66,18 @@ def run_search_cli(tmp_path: Path) -> Callable[..., dict[str, Any]]:
         return json.loads((tmp_path / "results" / space["name"] / "summary.json").read_text())
 
     return run
+
+
+@pytest.fixture
+def rendered() -> Callable[[list], str]:
+    """rendered(parts) -> the plain text rich prints for those renderables (tables, lines), 200 columns."""
+    from rich.console import Console
+
+    def render(parts: list) -> str:
+        out = io.StringIO()
+        console = Console(file=out, width=200, color_system=None)
+        for part in parts:
+            console.print(part)
+        return out.getvalue()
+
+    return render

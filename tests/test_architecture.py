@@ -23,25 +23,24 @@ def sources(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-def imported(path: Path) -> set[str]:
-    """Top-level package of every module the file imports (at any depth: lazy imports count too)."""
+def packages(nodes) -> set[str]:
+    """Top-level package of every module the import statements among `nodes` name."""
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in nodes:
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
     return names
+
+
+def imported(path: Path) -> set[str]:
+    """Every package the file imports, at any depth: lazy imports inside functions count too."""
+    return packages(ast.walk(ast.parse(path.read_text())))
 
 
 def module_level_imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+    return packages(ast.parse(path.read_text()).body)
 
 
 def task_name_tests(path: Path) -> list[str]:

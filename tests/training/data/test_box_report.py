@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import yaml
-from rich.console import Console
 
 from training.data.box_report import box_report, ratio_bins
 from training.data.box_stats import RATIO_EDGES, box_stats
@@ -25,22 +23,14 @@ def flat_and_square_boxes() -> Splits:
     return Splits(train, ImageSet([], np.zeros(0, np.int64), [], []), ["good", "scratch", "chip"])
 
 
-def text_of(parts: list) -> str:
-    out = io.StringIO()
-    console = Console(file=out, width=200, color_system=None)
-    for part in parts:
-        console.print(part)
-    return out.getvalue()
-
-
 def test_ratio_bins_label_every_histogram_bin():
     # one label per bin: below the first edge, between edges, and at or above the last
     assert len(ratio_bins()) == len(RATIO_EDGES) + 1
     assert ratio_bins()[0] == "< 0.2" and ratio_bins()[-1] == ">= 5"
 
 
-def test_box_report_prints_ratios_sizes_coverage_and_a_pastable_range():
-    text = text_of(box_report(box_stats(flat_and_square_boxes(), SIZE, [1.0], [8, 16]), ratios_searched=True))
+def test_box_report_prints_ratios_sizes_coverage_and_a_pastable_range(rendered):
+    text = rendered(box_report(box_stats(flat_and_square_boxes(), SIZE, [1.0], [8, 16]), ratios_searched=True))
     # per-class aspect ratios, the histogram, the sizes and the anchor coverage are all there
     parts = ("box aspect ratios (h/w)", "median h/w", "h/w histogram", "scratch", "box size sqrt(area)", "anchor coverage:")
     for part in parts:
@@ -53,7 +43,7 @@ def test_box_report_prints_ratios_sizes_coverage_and_a_pastable_range():
     assert set(entry) == {"min", "max", "count"} and entry["min"][0] < 1 < entry["max"][1]
 
 
-def test_box_report_without_searched_ratios_has_no_note():
-    text = text_of(box_report(box_stats(flat_and_square_boxes(), SIZE, [1.0], [8, 16]), ratios_searched=False))
+def test_box_report_without_searched_ratios_has_no_note(rendered):
+    text = rendered(box_report(box_stats(flat_and_square_boxes(), SIZE, [1.0], [8, 16]), ratios_searched=False))
     # the base anchors are every trial's: no note
     assert "is searched" not in text

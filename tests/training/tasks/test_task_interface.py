@@ -3,12 +3,10 @@ train_step, eval_batch, device_batches_ok): its defaults, and what each task ans
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from training.config import TrainConfig
@@ -36,14 +34,6 @@ def config(doc: dict) -> TrainConfig:
     return TrainConfig.model_validate(doc)
 
 
-def rendered(parts: list) -> str:
-    out = io.StringIO()
-    console = Console(file=out, width=200, color_system=None)
-    for part in parts:
-        console.print(part)
-    return out.getvalue()
-
-
 # ---------------------------------------------------------------- defaults and declarations
 
 
@@ -67,7 +57,7 @@ def test_task_device_batches_ok_is_declared_by_every_task(name, expected):
 # ---------------------------------------------------------------- describe_data
 
 
-def test_detection_describe_data_gives_the_box_statistics():
+def test_detection_describe_data_gives_the_box_statistics(rendered):
     parts = get_task("detection").describe_data(config(DETECTION), ["optim.lr"])
     text = rendered(parts)
     # the box section: counts with the config's anchors, the per-class table and the histogram
@@ -77,7 +67,7 @@ def test_detection_describe_data_gives_the_box_statistics():
     assert "model.anchor_ratios is searched" not in text
 
 
-def test_detection_describe_data_notes_searched_anchor_ratios():
+def test_detection_describe_data_notes_searched_anchor_ratios(rendered):
     text = rendered(get_task("semi_supervised_detection").describe_data(config(DETECTION), ["model.anchor_ratios"]))
     # a subclass describes its data as detection does; a searched anchor_ratios gets its note
     assert "box statistics:" in text and "model.anchor_ratios is searched" in text
