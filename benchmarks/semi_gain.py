@@ -20,7 +20,7 @@ import json
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class Setting:
     seeds: tuple[int, ...]
     pretrain_count: int = 400
     labeled_fraction: float = 0.2
+    unsup_weight: float = 2.0
 
 
 # Sized for the shared 2-core CPU VM (each run got a few % of a core): see benchmarks/README.md.
@@ -87,7 +88,7 @@ def detection_config(s: Setting, arm: str, seed: int, init_from: Path) -> TrainC
             "optim": {"lr": 1e-3, "schedule": "cosine", "warmup_epochs": 0.5},
             "augment": {"p": 0.5, "hflip": 0.5, "brightness": 0.3, "contrast": 0.3, "scale": 0.1, "translate": 0.1},
             "semi": {"labeled_fraction": s.labeled_fraction, "burn_in_epochs": s.burn_in, "ema_momentum": 0.99,
-                     "unsup_weight": 2.0, "thresholds": {"initial": 0.5, "cls": 0.4, "rpn": 0.4}}
+                     "unsup_weight": s.unsup_weight, "thresholds": {"initial": 0.5, "cls": 0.4, "rpn": 0.4}}
             | merge_semi(ARMS[arm]),
             "train": {"epochs": s.epochs, "device": "auto"},
         }
@@ -163,24 +164,31 @@ def gains(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def setting(args: argparse.Namespace) -> Setting:
+    """The smoke or full setting with the command line's overrides."""
+    overrides = {
+        "seeds": tuple(range(args.seeds)) if args.seeds else None, "epochs": args.epochs, "burn_in": args.burn_in,
+        "count": args.count, "image_size": args.size, "unsup_weight": args.unsup_weight,
+    }  # fmt: skip
+    base = SMOKE if args.smoke else FULL
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny setting, one seed (a test runs it)")
     parser.add_argument("--seeds", type=int, help="number of seeds (default: the setting's)")
     parser.add_argument("--epochs", type=int, help="detection epochs (default: the setting's)")
     parser.add_argument("--burn-in", type=int, help="supervised-only epochs first (default: the setting's)")
+    parser.add_argument("--count", type=int, help="synthetic detection images, train + val (default: the setting's)")
+    parser.add_argument("--size", type=int, help="image side in pixels, detection and classifier (default: the setting's)")
+    parser.add_argument("--unsup-weight", type=float, help="semi.unsup_weight of the semi arms (default: the setting's)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--workers", type=int, default=3, help="seeds run side by side (processes)")
     parser.add_argument("--init-from", type=Path, help="a classifier model.pt to start from (default: train one)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    s = SMOKE if args.smoke else FULL
-    if args.seeds:
-        s = Setting(**{**s.__dict__, "seeds": tuple(range(args.seeds))})
-    if args.epochs:
-        s = Setting(**{**s.__dict__, "epochs": args.epochs})
-    if args.burn_in is not None:
-        s = Setting(**{**s.__dict__, "burn_in": args.burn_in})
+    s = setting(args)
     console = Console(highlight=False, soft_wrap=True)
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
