@@ -55,6 +55,7 @@ class Setting:
     pretrain_count: int = 400
     labeled_fraction: float = 0.2
     unsup_weight: float = 2.0
+    thresholds: tuple[float, float, float] = (0.5, 0.4, 0.4)  # initial, cls, rpn of both semi arms
 
 
 # Sized for the shared 2-core CPU VM (each run got a few % of a core): see benchmarks/README.md.
@@ -88,18 +89,22 @@ def detection_config(s: Setting, arm: str, seed: int, init_from: Path) -> TrainC
             "optim": {"lr": 1e-3, "schedule": "cosine", "warmup_epochs": 0.5},
             "augment": {"p": 0.5, "hflip": 0.5, "brightness": 0.3, "contrast": 0.3, "scale": 0.1, "translate": 0.1},
             "semi": {"labeled_fraction": s.labeled_fraction, "burn_in_epochs": s.burn_in, "ema_momentum": 0.99,
-                     "unsup_weight": s.unsup_weight, "thresholds": {"initial": 0.5, "cls": 0.4, "rpn": 0.4}}
-            | merge_semi(ARMS[arm]),
+                     "unsup_weight": s.unsup_weight, "thresholds": common_thresholds(s)}
+            | merge_semi(ARMS[arm], s),
             "train": {"epochs": s.epochs, "device": "auto"},
         }
     )  # fmt: skip
 
 
-def merge_semi(arm: dict[str, Any]) -> dict[str, Any]:
+def common_thresholds(s: Setting) -> dict[str, float]:
+    return dict(zip(("initial", "cls", "rpn"), s.thresholds))
+
+
+def merge_semi(arm: dict[str, Any], s: Setting) -> dict[str, Any]:
     """The arm's semi keys; its thresholds are merged into the common ones, not replacing them."""
     out = dict(arm)
     if "thresholds" in out:
-        out["thresholds"] = {"initial": 0.5, "cls": 0.4, "rpn": 0.4, **out["thresholds"]}
+        out["thresholds"] = {**common_thresholds(s), **out["thresholds"]}
     return out
 
 
@@ -169,6 +174,7 @@ def setting(args: argparse.Namespace) -> Setting:
     overrides = {
         "seeds": tuple(range(args.seeds)) if args.seeds else None, "epochs": args.epochs, "burn_in": args.burn_in,
         "count": args.count, "image_size": args.size, "unsup_weight": args.unsup_weight,
+        "thresholds": tuple(args.thresholds) if args.thresholds else None,
     }  # fmt: skip
     base = SMOKE if args.smoke else FULL
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -183,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, help="synthetic detection images, train + val (default: the setting's)")
     parser.add_argument("--size", type=int, help="image side in pixels, detection and classifier (default: the setting's)")
     parser.add_argument("--unsup-weight", type=float, help="semi.unsup_weight of the semi arms (default: the setting's)")
+    parser.add_argument(
+        "--thresholds", type=float, nargs=3, metavar=("INITIAL", "CLS", "RPN"), help="semi.thresholds of both semi arms"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--workers", type=int, default=3, help="seeds run side by side (processes)")
     parser.add_argument("--init-from", type=Path, help="a classifier model.pt to start from (default: train one)")

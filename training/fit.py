@@ -71,20 +71,22 @@ def fit(
     start = 1
     if resume_state:
         task.model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        if resume_state.get("scaler"):
-            scaler.load_state_dict(resume_state["scaler"])
+        if "optimizer" in resume_state:  # absent from a finished run's state: nothing is left to train
+            optimizer.load_state_dict(resume_state["optimizer"])
+            scheduler.load_state_dict(resume_state["scheduler"])
+            if resume_state.get("scaler"):
+                scaler.load_state_dict(resume_state["scaler"])
         start = resume_state["epoch"] + 1
 
     def state(epoch: int) -> dict[str, Any]:
-        return {
-            "epoch": epoch,
-            "model": task.model.state_dict(),
+        finished = {"epoch": epoch, "model": task.model.state_dict(), "config": cfg.model_dump(mode="json")}
+        if epoch == cfg.train.epochs:
+            # the optimizer's moments (twice the model for AdamW) would only be saved and copied
+            return finished
+        return finished | {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),  # fp16's loss scale: empty when loss scaling is off
-            "config": cfg.model_dump(mode="json"),
         }
 
     metrics: dict[str, float] = {}

@@ -132,6 +132,19 @@ def test_epoch_report_state_is_a_checkpoint(resumed):
     assert TrainConfig.model_validate(state["config"]) == tiny_config()
 
 
+def test_last_epoch_state_holds_the_model_without_the_optimizer(baseline):
+    recorder, _ = baseline
+    last = recorder.reports[-1]
+    state = last.state()
+    # after the last epoch nothing is left to train: the optimizer's moments would only be copied
+    assert last.epoch == tiny_config().train.epochs
+    assert set(state) == {"epoch", "model", "config"}
+    # resuming from it trains nothing and loads the model as it was
+    again = Recorder()
+    fit(tiny_config(), on_epoch=again, resume_state=state)
+    assert again.epochs == []
+
+
 def test_fit_resume_runs_only_remaining_epochs(resumed):
     _, again, final = resumed
     # resuming after epoch 1 of 2 trains epoch 2 only
