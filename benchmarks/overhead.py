@@ -176,8 +176,9 @@ def peer_trainable(base: Any, keys: dict[str, str]):
     return trainable
 
 
-def peer_glue(search_space: dict[str, Any], points: list[dict[str, Any]], results: Path) -> dict[str, Any]:
-    """(b): the hand-written Tune + OptunaSearch + ASHA + MLflowLoggerCallback glue, same configs."""
+def peer_glue(search_space: dict[str, Any], results: Path) -> dict[str, Any]:
+    """(b): the hand-written Tune + OptunaSearch + ASHA + MLflowLoggerCallback glue, the same configs
+    (the space's baselines) as Optuna's `points_to_evaluate`."""
     import optuna
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -189,6 +190,7 @@ def peer_glue(search_space: dict[str, Any], points: list[dict[str, Any]], result
 
     plan = load_space(search_space)
     settings, epochs = search_space["search"], search_space["scheduler"]["max_epochs"]
+    points = settings["baseline"]
     keys = {key.replace(".", "__"): key for key in points[0]}  # Tune reads dots and slashes in keys as nesting
     uri, experiment = default_tracking_uri(results), search_space["name"]
     searcher = OptunaSearch(
@@ -267,7 +269,7 @@ def measure(args: argparse.Namespace, points: list[dict[str, Any]], results: Pat
             order = [("peer", peer_glue), ("ours", timed_search)]
             for way, run_way in order if r % 2 == 0 else order[::-1]:
                 sp = space(f"{way}_c{c}_r{r}", points, *shape, c, args.task, args.checkpoint_every_s)
-                run = run_way(sp, points, results) if way == "peer" else run_way(sp, results)
+                run = run_way(sp, results)
                 per_trial(run, plain, c, len(points))
                 ways.setdefault(f"{way}_concurrency{c}", []).append(run)
     return {"plain": plains, "fixed_s": fixed, "runs": ways}

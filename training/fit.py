@@ -79,11 +79,11 @@ def fit(
         start = resume_state["epoch"] + 1
 
     def state(epoch: int) -> dict[str, Any]:
-        finished = {"epoch": epoch, "model": task.model.state_dict(), "config": cfg.model_dump(mode="json")}
+        model = {"epoch": epoch, "model": task.model.state_dict(), "config": cfg.model_dump(mode="json")}
         if epoch == cfg.train.epochs:
-            # the optimizer's moments (twice the model for AdamW) would only be saved and copied
-            return finished
-        return finished | {
+            # a finished run resumes nothing: the optimizer's moments (twice the model for AdamW) would only be copied
+            return model
+        return model | {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),  # fp16's loss scale: empty when loss scaling is off
