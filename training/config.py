@@ -277,6 +277,10 @@ class PseudoThresholds(Section):
     initial: float = Field(0.5, ge=0, le=1, description="first filter of the teacher's boxes")
     cls: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's ROI classifier")
     rpn: float = Field(0.4, ge=0, le=1, description="pseudo boxes that train the student's RPN")
+    ignore: float = Field(
+        1.0, ge=0, le=1, description="Faster R-CNN: a teacher box scoring above this but not kept by a stage "
+        "is uncertain: the student's anchors and proposals on it are not taught background by that stage; 1 = off",
+    )
     reg: float = Field(
         0.02, gt=0, description="Faster R-CNN: box regression learns from initial survivors whose jittered "
         "refinements vary less than this (mean std / box side); used when semi.jitter.times > 0",

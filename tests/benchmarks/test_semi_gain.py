@@ -23,6 +23,11 @@ def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benc
     for arm in ("thresholds", "soft_teacher"):
         gain = figures["gains"][arm]["per_seed"]["0"]
         assert math.isclose(gain, runs[arm]["mAP50"] - runs["supervised"]["mAP50"], abs_tol=1e-3)
+        tail = figures["gains_tail"][arm]["per_seed"]["0"]
+        assert math.isclose(tail, runs[arm]["mAP50_tail"] - runs["supervised"]["mAP50_tail"], abs_tol=1e-3)
+    # the steadier figure is the mean of the last epochs' mAP50 (all of them in a 2-epoch smoke run)
+    for run in runs.values():
+        assert math.isclose(run["mAP50_tail"], sum(run["mAP50_by_epoch"]) / len(run["mAP50_by_epoch"]), abs_tol=1e-3)
     # the backbone came from a classifier model.pt written in the run
     assert figures["classifier"]["val/accuracy"] >= 0.0
     assert stdout.strip().splitlines()[-1].startswith("gains:")

@@ -22,7 +22,7 @@ from torchvision.models.detection.retinanet import RetinaNetClassificationHead, 
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, box_iou
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from training.augment import MEAN, STD
@@ -97,12 +97,39 @@ class TimmFPN(nn.Module):
         return self.fpn(OrderedDict(zip(self.feature_names, self.body(images))))
 
 
+def ignored_samples(
+    samples: list[torch.Tensor], labels: list[torch.Tensor], targets: list[dict[str, torch.Tensor]], iou: float
+) -> torch.Tensor:
+    """Mask over the concatenated samples: background ones overlapping a target's "ignore" box by at
+    least `iou` (where, were that box a target, they would not be background)."""
+    masks = []
+    for boxes, label, target in zip(samples, labels, targets):
+        ignore = target.get("ignore")
+        near = torch.zeros_like(label, dtype=torch.bool)
+        if ignore is not None and len(ignore) and len(boxes):
+            near = box_iou(boxes, ignore.to(boxes)).amax(1) >= iou
+        masks.append(near & (label == 0))
+    return torch.cat(masks)
+
+
 class DetectionRPN(RegionProposalNetwork):
     """The RPN with its objectness loss from the config (BCE or sigmoid focal, times the stage weight)."""
 
     def __init__(self, *args, objectness_loss: StageLoss, **kwargs):
         super().__init__(*args, **kwargs)
         self.objectness_loss = objectness_loss
+
+    def assign_targets_to_anchors(
+        self, anchors: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """torchvision's labels (1 object, 0 background, -1 left out), with the background anchors on a
+        target's "ignore" boxes (semi-supervised: uncertain pseudo boxes) left out too."""
+        labels, matched = super().assign_targets_to_anchors(anchors, targets)
+        if any(len(t.get("ignore", ())) for t in targets):
+            ignored = ignored_samples(anchors, labels, targets, self.proposal_matcher.low_threshold)
+            for label, mask in zip(labels, ignored.split([len(a) for a in anchors])):
+                label[mask] = -1.0
+        return labels, matched
 
     def compute_loss(
         self,

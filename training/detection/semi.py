@@ -35,6 +35,7 @@ from training.augment import AUGMENTS, PHOTOMETRIC  # the strong view's pixel-on
 from training.config import AugmentConfig, PseudoThresholds
 from training.data.dataset import read_image
 from training.data.samples import ImageSet
+from training.detection.models import ignored_samples
 
 # Teacher boxes scoring below this are not proposals at all (torchvision's own box_score_thresh):
 # the kept ratio is "kept / proposed above this floor".
@@ -227,11 +228,17 @@ def filter_pseudo_boxes(
     """Targets per stage: `initial` keeps boxes scoring above thresholds.initial; `cls` and `rpn`
     keep, among those, the ones above their own threshold (Soft Teacher's order: a stage threshold
     below `initial` therefore changes nothing); `reg` keeps the initial survivors whose `uncertainty`
-    (see `box_uncertainty`) is below thresholds.reg, or, without uncertainties, the `cls` boxes."""
+    (see `box_uncertainty`) is below thresholds.reg, or, without uncertainties, the `cls` boxes.
+    Each stage's "ignore" holds the boxes above thresholds.ignore that it does not keep: a weak
+    teacher misses most objects at a strict threshold, and the student must not learn them as background."""
     first = scores > thresholds.initial
     keeps = {stage: first & (scores > getattr(thresholds, stage)) for stage in STAGES}
     keeps["reg"] = keeps["cls"] if uncertainty is None else first & (uncertainty < thresholds.reg)
-    return {stage: {"boxes": boxes[keep], "labels": labels[keep]} for stage, keep in keeps.items()}
+    uncertain = scores > thresholds.ignore
+    return {
+        stage: {"boxes": boxes[keep], "labels": labels[keep], "ignore": boxes[uncertain & ~keep]}
+        for stage, keep in keeps.items()
+    }
 
 
 # ---------------------------------------------------------------- what the teacher says
@@ -343,7 +350,10 @@ def background_weigher(
 
 
 def _resize_targets(targets: list[dict[str, Tensor]], before: list[tuple[int, int]], after: list[tuple[int, int]]):
-    return [{**t, "boxes": resize_boxes(t["boxes"], b, a)} for t, b, a in zip(targets, before, after)]
+    return [
+        {**t, **{k: resize_boxes(t[k], b, a) for k in ("boxes", "ignore") if k in t}}
+        for t, b, a in zip(targets, before, after)
+    ]
 
 
 def faster_rcnn_pseudo_losses(
@@ -351,33 +361,43 @@ def faster_rcnn_pseudo_losses(
 ) -> dict[str, Tensor]:
     """GeneralizedRCNN.forward in training mode, except that the RPN learns from targets["rpn"], the
     ROI classifier from targets["cls"] (its background samples weighted by `weigh` when given) and
-    the box regression from targets["reg"] (when absent, from the classifier's samples)."""
+    the box regression from targets["reg"] (when absent, from the classifier's samples); anchors and
+    background proposals on a stage's "ignore" boxes do not count (`ignored_samples`)."""
     before = [tuple(image.shape[-2:]) for image in images]
-    image_list, rpn_targets = model.transform(images, targets["rpn"])
+    image_list, rpn_targets = model.transform(images, _without_ignore(targets["rpn"]))
     sizes = image_list.image_sizes
+    for target, source in zip(rpn_targets, _resize_targets(targets["rpn"], before, sizes)):
+        target["ignore"] = source["ignore"]  # the RPN leaves anchors on it out (DetectionRPN)
     features = model.backbone(image_list.tensors)
     if isinstance(features, Tensor):
         features = OrderedDict([("0", features)])
     proposals, rpn_losses = model.rpn(image_list, features, rpn_targets)
     heads = model.roi_heads
     cls_targets = _resize_targets(targets["cls"], before, sizes)
-    sampled, _, labels, regression = heads.select_training_samples(proposals, cls_targets)
+    sampled, _, labels, regression = heads.select_training_samples(proposals, _without_ignore(cls_targets))
     logits, deltas = _roi_outputs(heads, features, sampled, sizes)
     weights = torch.cat(weigh(sampled, labels, sizes)) if weigh is not None else None
+    ignored = ignored_samples(sampled, labels, cls_targets, heads.proposal_matcher.low_threshold)
+    if ignored.any():
+        weights = (torch.ones_like(ignored, dtype=torch.float) if weights is None else weights).masked_fill(ignored, 0.0)
     loss_classifier = heads.classifier_loss(logits, torch.cat(labels), weights)
     if "reg" in targets:  # a second sampling: the regression's positives are other boxes
         reg_targets = _resize_targets(targets["reg"], before, sizes)
-        sampled, _, labels, regression = heads.select_training_samples(proposals, reg_targets)
+        sampled, _, labels, regression = heads.select_training_samples(proposals, _without_ignore(reg_targets))
         logits, deltas = _roi_outputs(heads, features, sampled, sizes)
     _, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression)
     return {**rpn_losses, "loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+
+
+def _without_ignore(targets: list[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    return [{k: v for k, v in t.items() if k != "ignore"} for t in targets]
 
 
 def single_stage_pseudo_losses(
     model: nn.Module, images: list[Tensor], targets: dict[str, list[dict]], weigh: BackgroundWeigher | None = None
 ) -> dict[str, Tensor]:
     """A detector without an RPN (RetinaNet) learns from the cls-threshold targets only."""
-    return model(images, targets["cls"])
+    return model(images, _without_ignore(targets["cls"]))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ the student.
   weight (`train/pseudo_bg_weight`), pseudo boxes per unlabeled image, and the score histogram of its
   boxes as `epoch_extras()["pseudo_scores"]`.
 - `semi.unsup_weight: 0` skips the teacher entirely: supervised-only training on the labeled part,
-  with the same batches and EMA (the baseline of benchmarks/semi_gain.py).
+  with the same batches and EMA (the baseline of benchmarks/semi_gain.py); unlabeled images are not
+  loaded then, nor during burn-in.
 """
 
 from __future__ import annotations
@@ -88,15 +89,19 @@ class SemiDetectionTask(DetectionTask):
         self.learner = PSEUDO_LOSSES[cfg.model.detector]
         self.stats = PseudoStats(self.labels.defect_names, self.learner.stages)
         self.epoch = 0
-        self.loss_sums = torch.zeros(3)  # supervised loss, unsupervised loss, batches of this epoch
+        # supervised loss, unsupervised loss, batches of this epoch; on the device: read once per epoch,
+        # not synced every step
+        self.loss_sums = torch.zeros(3, device=runtime.device)
 
     def _mixed_loader(self, labeled, unlabeled) -> DataLoader:
         data, size = self.cfg.data, self.cfg.data.image_size
         dataset = MixedDataset(
             DetectionDataset(labeled, self.labels, self.augment), UnlabeledDataset(unlabeled, size, self.weak, self.strong)
         )
-        per_batch = max(1, round(data.batch_size * self.cfg.semi.unlabeled_per_labeled))
-        sampler = MixedBatchSampler(len(labeled), len(unlabeled), data.batch_size, per_batch, self.shuffle_generator)
+        self.unlabeled_per_batch = max(1, round(data.batch_size * self.cfg.semi.unlabeled_per_labeled))
+        sampler = MixedBatchSampler(
+            len(labeled), len(unlabeled), data.batch_size, self.unlabeled_per_batch, self.shuffle_generator
+        )
         return DataLoader(
             dataset, batch_sampler=sampler, collate_fn=collate_mixed(collate), **loader_options(data, self.runtime, seeded=False)
         )
@@ -114,6 +119,9 @@ class SemiDetectionTask(DetectionTask):
         if self.views is not None:
             self.views.start_epoch(epoch_seed)
         self.epoch = epoch
+        # unlabeled images only load when they are used: burn-in and supervised-only runs skip them
+        pseudo_labels = not self.burning_in and self.cfg.semi.unsup_weight > 0
+        self.train_loader.batch_sampler.unlabeled_per_batch = self.unlabeled_per_batch if pseudo_labels else 0
         self.stats.reset()
         self.loss_sums.zero_()
 
@@ -140,7 +148,8 @@ class SemiDetectionTask(DetectionTask):
         unsupervised = torch.zeros((), device=self.runtime.device)
         if not self.burning_in and batch.weak and self.cfg.semi.unsup_weight > 0:
             unsupervised = self.unsupervised_loss(batch)
-        self.loss_sums += torch.tensor([supervised.item(), unsupervised.item(), 1.0])
+        one = self.loss_sums.new_ones(())
+        self.loss_sums += torch.stack([supervised.detach().float(), unsupervised.detach().float(), one])
         return supervised + self.cfg.semi.unsup_weight * unsupervised
 
     def _images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -20,6 +20,7 @@ from training.detection import (
     detection_metrics,
     detection_transform,
 )
+from training.detection.models import ignored_samples
 from training.errors import ConfigError
 from training.fit import fit
 from training.tasks import get_task
@@ -118,6 +119,31 @@ def test_rpn_objectness_loss_is_focal_when_configured():
     flat, sampled = torch.cat(labels), torch.cat(labels) >= 0
     expected = sigmoid_focal_loss(objectness.flatten()[sampled], flat[sampled], alpha=0.75, gamma=2.5, reduction="sum")
     assert torch.allclose(loss, 2.0 * expected / int(sampled.sum()))
+
+
+def test_rpn_leaves_out_background_anchors_on_an_ignore_box():
+    rpn = detector().rpn
+    anchors = [
+        torch.tensor([[0.0, 0.0, 10.0, 10.0], [40.0, 40.0, 50.0, 50.0], [42.0, 40.0, 52.0, 50.0], [0.0, 50.0, 8.0, 58.0]])
+    ]
+    target = {"boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0]]), "labels": torch.tensor([1])}
+    plain, _ = rpn.assign_targets_to_anchors(anchors, [target])
+    assert plain[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # IoU with the ignore box: anchor 1 = 1, anchor 2 = 80/120 (>= the RPN's 0.3), anchor 3 = 0
+    ignore = torch.tensor([[40.0, 40.0, 50.0, 50.0]])
+    ignoring, _ = rpn.assign_targets_to_anchors(anchors, [{**target, "ignore": ignore}])
+    assert ignoring[0].tolist() == [1.0, -1.0, -1.0, 0.0]
+
+
+def test_ignored_samples_are_background_samples_near_an_ignore_box():
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [5.0, 0.0, 15.0, 10.0], [30.0, 30.0, 40.0, 40.0]])
+    samples = [boxes, torch.zeros(0, 4)]
+    labels = [torch.tensor([2, 0, 0, 0]), torch.zeros(0, dtype=torch.int64)]
+    targets = [{"ignore": torch.tensor([[0.0, 0.0, 10.0, 10.0]])}, {"ignore": torch.zeros(0, 4)}]
+    # sample 0 is foreground (kept), 1 overlaps fully, 2 by IoU 50/150 = 1/3, 3 not at all
+    assert ignored_samples(samples, labels, targets, iou=0.3).tolist() == [False, True, True, False]
+    assert ignored_samples(samples, labels, targets, iou=0.5).tolist() == [False, True, False, False]
+    assert not ignored_samples(samples, labels, [{}, {}], iou=0.3).any()
 
 
 def test_roi_classifier_loss_is_focal_when_configured():

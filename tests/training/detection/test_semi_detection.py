@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 
-from training.config import PseudoThresholds, SyntheticData, TrainConfig
+from training.config import LossConfig, ModelConfig, PseudoThresholds, SyntheticData, TrainConfig
+from training.detection import create_detector
 from training.data import synthetic
 from training.data.samples import ImageSet
 from training.detection.semi import (
@@ -25,6 +26,7 @@ from training.detection.semi import (
     background_weigher,
     box_uncertainty,
     ema_update,
+    faster_rcnn_pseudo_losses,
     filter_pseudo_boxes,
     jitter_boxes,
     map_boxes,
@@ -91,6 +93,18 @@ def test_filter_pseudo_boxes_keeps_steady_initial_survivors_for_regression():
     assert filter_pseudo_boxes(boxes, labels, SCORES, thresholds)["reg"]["labels"].tolist() == [0, 1]
 
 
+def test_filter_pseudo_boxes_marks_uncertain_boxes_to_ignore_per_stage():
+    boxes, labels = torch.arange(24, dtype=torch.float32).view(6, 4), torch.arange(6)
+    # scores 0.95, 0.6, 0.45, 0.38, 0.3, 0.1: above `ignore` (0.35) are boxes 0-3
+    targets = filter_pseudo_boxes(boxes, labels, SCORES, PseudoThresholds(initial=0.4, cls=0.5, rpn=0.9, ignore=0.35))
+    # each stage ignores the boxes above `ignore` that it does not keep
+    assert torch.equal(targets["initial"]["ignore"], boxes[[3]])
+    assert torch.equal(targets["cls"]["ignore"], boxes[[2, 3]])
+    assert torch.equal(targets["rpn"]["ignore"], boxes[[1, 2, 3]])
+    # the default (1) ignores nothing: every box the teacher does not keep is background
+    assert all(not len(t["ignore"]) for t in filter_pseudo_boxes(boxes, labels, SCORES, PseudoThresholds()).values())
+
+
 def test_regression_uncertainty_is_the_coordinate_std_over_the_mean_box_side():
     # two refined copies of one box: x0 in {0, 2}, y0 in {0, 0}, x1 in {10, 12}, y1 in {20, 24}
     refined = torch.tensor([[[0.0, 0.0, 10.0, 20.0]], [[2.0, 0.0, 12.0, 24.0]]])
@@ -106,6 +120,28 @@ def test_jitter_boxes_moves_each_coordinate_by_the_scale_times_its_side():
     # centred on the box, with std 0.06 * width along x and 0.06 * height along y
     assert torch.allclose(copies.mean(0), box, atol=0.05)
     assert torch.allclose(copies.std(0)[0], torch.tensor([2.4, 0.6, 2.4, 0.6]), rtol=0.03)
+
+
+def pseudo_losses_with(ignore: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Faster R-CNN's pseudo losses on one image with one cls/rpn/reg pseudo box and `ignore` boxes,
+    the samplers' random draws fixed."""
+    torch.manual_seed(0)
+    model = create_detector(ModelConfig(name="resnet10t"), LossConfig(), num_classes=3, image_size=64).train()
+    image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))
+    target = {"boxes": torch.tensor([[4.0, 4.0, 20.0, 20.0]]), "labels": torch.tensor([1]), "ignore": ignore}
+    torch.manual_seed(2)
+    return faster_rcnn_pseudo_losses(model, [image], {stage: [target] for stage in ("rpn", "cls", "reg")})
+
+
+def test_pseudo_losses_leave_out_background_samples_on_ignore_boxes():
+    plain = pseudo_losses_with(torch.zeros(0, 4))
+    # an ignore box that no anchor or proposal overlaps changes nothing
+    assert all(torch.equal(plain[k], v) for k, v in pseudo_losses_with(torch.tensor([[0.0, 0.0, 0.5, 0.5]])).items())
+    # one over the rest of the image takes background anchors and proposals out of both classifiers
+    covered = pseudo_losses_with(torch.tensor([[20.0, 20.0, 64.0, 64.0], [0.0, 20.0, 64.0, 64.0], [20.0, 0.0, 64.0, 64.0]]))
+    assert not torch.equal(covered["loss_objectness"], plain["loss_objectness"])
+    assert not torch.equal(covered["loss_classifier"], plain["loss_classifier"])
+    assert all(torch.isfinite(v) for v in covered.values())
 
 
 def hand_made_teacher(predictor) -> SimpleNamespace:
@@ -328,3 +364,19 @@ def test_check_refuses_a_single_jittered_copy():
         get_task("semi_supervised_detection").check(tiny_config(jitter={"times": 1}))
     # one copy has no spread: the error names the key
     assert error.value.key == "semi.jitter.times"
+
+
+@pytest.mark.parametrize("unsup_weight", [1.0, 0.0])
+def test_unlabeled_images_load_only_when_they_are_pseudo_labeled(unsup_weight):
+    cfg = tiny_config(burn_in_epochs=1, unsup_weight=unsup_weight, unlabeled_per_labeled=0.5)
+    task = create_task(cfg, Runtime.from_config(cfg.train, cpu_threads=1))
+    task.start_epoch(1)  # burn-in: labeled images only
+    burn_in = next(iter(task.train_loader))
+    task.start_epoch(2)
+    after = next(iter(task.train_loader))
+    assert burn_in.weak == [] and len(burn_in.labeled[0]) == 4
+    # then round(4 * 0.5) unlabeled images a batch, unless nothing learns from them
+    assert len(after.weak) == (2 if unsup_weight else 0) and len(after.labeled[0]) == 4
+    # an epoch started again draws the same labeled batch (resume sees what an unbroken run saw)
+    task.start_epoch(1)
+    assert all(torch.equal(a, b) for a, b in zip(next(iter(task.train_loader)).labeled[0], burn_in.labeled[0]))
