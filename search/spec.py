@@ -240,13 +240,15 @@ def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distr
     return points
 
 
-def _check_searched_keys(task: str, space: dict[str, Distribution]) -> None:
-    """Every searched key is a training-config value that the task reads."""
+def _check_searched_keys(base: TrainConfig, space: dict[str, Distribution]) -> None:
+    """Every searched key is a training-config value that the task, and the detector if every trial
+    has the same one, reads."""
     if not space:
         raise ConfigError("space", "expected at least one searched key")
+    detector = None if "model.detector" in space else base.model.detector
     for key in space:
         check_dotted_key(key, f"space.{key}")
-        check_reads(task, key, f"space.{key}")
+        check_reads(base.task, key, f"space.{key}", detector)
 
 
 def read_plan(path: str | Path) -> SearchPlan:
@@ -259,7 +261,7 @@ def read_plan(path: str | Path) -> SearchPlan:
         base = _base_config(spec)
         check_data(base.data)
         space = parse_space(spec.space)
-        _check_searched_keys(base.task, space)
+        _check_searched_keys(base, space)
         constraints = [parse_constraint(text, f"search.constraints.{i}") for i, text in enumerate(spec.search.constraints)]
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:

@@ -36,6 +36,17 @@ DETECTION = (
     "eval.iou_threshold",
 )
 
+# Keys of the detection tasks that only some detectors read: RetinaNet has no RPN and no ROI heads to
+# refine jittered boxes or weigh background proposals with (its classifier reads loss.roi).
+DETECTOR_ONLY: dict[str, tuple[str, ...]] = {
+    "loss.rpn": ("faster_rcnn",),
+    "semi.thresholds.rpn": ("faster_rcnn",),
+    "semi.thresholds.reg": ("faster_rcnn",),
+    "semi.thresholds.ignore": ("faster_rcnn",),
+    "semi.jitter": ("faster_rcnn",),
+    "semi.soft_background": ("faster_rcnn",),
+}
+
 TASK_KEYS: dict[str, tuple[str, ...]] = {
     "classification": (
         *COMMON,
@@ -61,12 +72,18 @@ def check_task_name(name: str) -> None:
 
 def reads(task: str, key: str) -> bool:
     """Whether `task` reads the dotted config `key` (a declared prefix of it, or the prefix itself)."""
-    return any(key == prefix or key.startswith(prefix + ".") for prefix in TASK_KEYS[task])
+    return any(_covers(prefix, key) for prefix in TASK_KEYS[task])
 
 
-def check_reads(task: str, key: str, where: str) -> None:
-    """Raise a ConfigError on `where` when `task` never reads `key`, naming what it reads instead."""
+def _covers(prefix: str, key: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def check_reads(task: str, key: str, where: str, detector: str | None = None) -> None:
+    """Raise a ConfigError on `where` when `task` never reads `key`, naming what it reads instead;
+    with `detector` (the one every trial uses), also when that detector does not read it."""
     if reads(task, key):
+        _check_detector_reads(key, where, detector)
         return
     section = key.split(".")[0]
     same_section = [p for p in TASK_KEYS[task] if p.split(".")[0] == section]
@@ -75,3 +92,12 @@ def check_reads(task: str, key: str, where: str) -> None:
     else:
         message = f"task '{task}' reads no {section}.* key; it reads: {', '.join(TASK_KEYS[task])}"
     raise ConfigError(where, message)
+
+
+def _check_detector_reads(key: str, where: str, detector: str | None) -> None:
+    for prefix, detectors in DETECTOR_ONLY.items():
+        if detector is not None and _covers(prefix, key) and detector not in detectors:
+            raise ConfigError(
+                where, f"model.detector '{detector}' does not read '{key}' (only {', '.join(detectors)} does); "
+                "drop the key or set model.detector",
+            )

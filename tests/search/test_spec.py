@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel
@@ -12,7 +12,7 @@ from search.space import LogUniform
 from search.spec import load_plan, read_plan
 from training.config import TrainConfig
 from training.errors import ConfigError
-from training.task_keys import TASK_KEYS
+from training.task_keys import DETECTOR_ONLY, TASK_KEYS
 from training.tasks import TASKS
 
 
@@ -136,17 +136,43 @@ def test_read_plan_refuses_a_searched_key_the_task_ignores(minimal_space, write_
     assert err.value.key == f"space.{key}" and reads in err.value.message, str(err.value)
 
 
+@pytest.mark.parametrize(
+    "task, key", [("detection", "loss.rpn.focal_gamma"), ("semi_supervised_detection", "semi.jitter.scale")]
+)
+def test_read_plan_refuses_a_key_only_another_detector_reads(minimal_space, write_space, task, key):
+    minimal_space.update(task=task, base={"model": {"name": "resnet10t", "detector": "retinanet"}})
+    minimal_space["space"] = {"optim.lr": {"loguniform": [1e-4, 1e-2]}, key: {"uniform": [0.1, 0.2]}}
+    # RetinaNet has no RPN and no ROI heads: every trial would ignore the key
+    with pytest.raises(ConfigError) as err:
+        read_plan(write_space(minimal_space))
+    assert err.value.key == f"space.{key}" and "'retinanet' does not read" in err.value.message, str(err.value)
+    # Faster R-CNN reads it, and so do some trials of a search over the detector
+    minimal_space["base"]["model"]["detector"] = "faster_rcnn"
+    assert key in read_plan(write_space(minimal_space)).space
+    minimal_space["base"]["model"]["detector"] = "retinanet"
+    minimal_space["space"]["model.detector"] = {"choice": ["faster_rcnn", "retinanet"]}
+    assert key in read_plan(write_space(minimal_space)).space
+
+
+def is_config_path(prefix: str) -> bool:
+    current = TrainConfig
+    for part in prefix.split("."):
+        if current is None or part not in current.model_fields:
+            return False
+        annotation = current.model_fields[part].annotation
+        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return True
+
+
 def test_every_task_declares_keys_of_the_training_config():
     # each declared prefix is a path of the training config (a renamed field cannot leave a stale declaration)
     for task, prefixes in TASK_KEYS.items():
         for prefix in prefixes:
-            current = TrainConfig
-            for part in prefix.split("."):
-                assert part in current.model_fields, (task, prefix)
-                annotation = current.model_fields[part].annotation
-                current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-                if current is None:
-                    break
+            assert is_config_path(prefix), (task, prefix)
+    # so is each detector-only key, and it names detectors the config knows
+    detectors = set(get_args(TrainConfig.model_fields["model"].annotation.model_fields["detector"].annotation))
+    for prefix, readers in DETECTOR_ONLY.items():
+        assert is_config_path(prefix) and set(readers) < detectors, prefix
     # and every registered task has a declaration (register_task refuses one without)
     assert set(TASKS) <= set(TASK_KEYS)
 
