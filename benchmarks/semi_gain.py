@@ -69,9 +69,7 @@ class Setting:
 
 # Sized for this 2-core CPU VM (about 40 minutes, three seeds side by side): see benchmarks/README.md.
 # 30 burn-in epochs: a teacher copied at epoch 20 (mAP50 about 0.33) pseudo-labels too little to help.
-FULL = Setting(
-    image_size=64, count=400, epochs=60, burn_in=30, pretrain_epochs=6, seeds=(0, 1, 2), thresholds=(0.5, 0.9, 0.9)
-)
+FULL = Setting(image_size=64, count=400, epochs=60, burn_in=30, pretrain_epochs=6, seeds=(0, 1, 2))
 SMOKE = Setting(image_size=48, count=40, epochs=2, burn_in=1, pretrain_epochs=1, seeds=(0,), pretrain_count=40)
 SYNTHETIC = {"good_fraction": 0.2, "difficulty": 0.2, "max_defects": 3, "mixed_defects": 0.3}
 

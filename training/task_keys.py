@@ -95,8 +95,10 @@ def check_reads(task: str, key: str, where: str, detector: str | None = None) ->
 
 
 def _check_detector_reads(key: str, where: str, detector: str | None) -> None:
+    if detector is None:
+        return
     for prefix, detectors in DETECTOR_ONLY.items():
-        if detector is not None and _covers(prefix, key) and detector not in detectors:
+        if _covers(prefix, key) and detector not in detectors:
             raise ConfigError(
                 where, f"model.detector '{detector}' does not read '{key}' (only {', '.join(detectors)} does); "
                 "drop the key or set model.detector",

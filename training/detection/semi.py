@@ -366,8 +366,8 @@ def faster_rcnn_pseudo_losses(
     before = [tuple(image.shape[-2:]) for image in images]
     image_list, rpn_targets = model.transform(images, _without_ignore(targets["rpn"]))
     sizes = image_list.image_sizes
-    for target, source in zip(rpn_targets, _resize_targets(targets["rpn"], before, sizes)):
-        target["ignore"] = source["ignore"]  # the RPN leaves anchors on it out (DetectionRPN)
+    for target, source, b, a in zip(rpn_targets, targets["rpn"], before, sizes):
+        target["ignore"] = resize_boxes(source["ignore"], b, a)  # the RPN leaves anchors on it out (DetectionRPN)
     features = model.backbone(image_list.tensors)
     if isinstance(features, Tensor):
         features = OrderedDict([("0", features)])
