@@ -10,11 +10,15 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from search.console import make_console
 from training.errors import ConfigError
+
+if TYPE_CHECKING:
+    from search.spec import SearchPlan
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_NO_FEASIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
@@ -77,11 +81,17 @@ def _apply_overrides(plan, args: argparse.Namespace) -> None:
         plan.name = args.name
 
 
+def warn_unread(plan: SearchPlan) -> None:
+    for unread in plan.unread:
+        print(f"warning: {unread}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from search.spec import check_plan, read_plan
     from search.state import claim_out_dir
 
     plan = read_plan(args.space)
+    warn_unread(plan)
     _apply_overrides(plan, args)
     if not re.fullmatch(NAME_PATTERN, plan.name):
         raise ConfigError("--name", f"expected letters, digits, '.', '-' or '_', got '{plan.name}'")
@@ -161,7 +171,7 @@ def refuse_overwrite(output: Path, force: bool) -> None:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     from search.spec import read_plan
 
-    read_plan(args.space)  # the file's mistakes before torch loads
+    warn_unread(read_plan(args.space))  # the file's mistakes before torch loads
     from search.check import run_check
 
     return run_check(args.space, console)

@@ -16,7 +16,7 @@ from training.config_file import read_yaml, suggestion, validate_model
 from training.data.registry import check_data
 from training.errors import ConfigError
 from training.resources import TrialResources
-from training.task_keys import check_reads, check_task_name
+from training.task_keys import check_reads, check_task_name, unread_settings
 
 # Nothing here imports torch, Ray or MLflow at module level: `read_plan` answers a mistake in the file,
 # its paths or its keys in well under a second; only `check_plan` (the task's own checks) loads torch.
@@ -170,6 +170,8 @@ class SearchPlan:
     space: dict[str, Distribution]
     baseline: list[dict[str, Any]]
     constraints: list[Constraint] = field(default_factory=list)
+    # base settings no trial reads (the task never does; the searched keys override them): shown, not refused
+    unread: list[ConfigError] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
@@ -251,6 +253,12 @@ def _check_searched_keys(base: TrainConfig, space: dict[str, Distribution]) -> N
         check_reads(base.task, key, f"space.{key}", detector)
 
 
+def _unread_base_keys(base: TrainConfig, space: dict[str, Distribution]) -> list[ConfigError]:
+    """Every task reads `data`, so an unread setting always comes from the file's `base:`."""
+    detector = None if "model.detector" in space else base.model.detector
+    return [e.with_prefix("base") for e in unread_settings(base, detector) if e.key not in space]
+
+
 def read_plan(path: str | Path) -> SearchPlan:
     """The checks that need no torch: YAML, schema, base config, task name, data paths, searched keys
     (known and read by the task), ranges, baselines, constraint syntax. A ConfigError names file and key."""
@@ -266,7 +274,8 @@ def read_plan(path: str | Path) -> SearchPlan:
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None
-    return SearchPlan(path, spec, spec.name or path.stem, base, space, baseline, constraints)
+    unread = [e.with_file(path) for e in _unread_base_keys(base, space)]
+    return SearchPlan(path, spec, spec.name or path.stem, base, space, baseline, constraints, unread)
 
 
 def check_plan(plan: SearchPlan) -> None:

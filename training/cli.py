@@ -16,10 +16,10 @@ import yaml
 from rich.console import Console
 
 from training.config import TrainConfig
-from training.config_file import load_config
+from training.config_file import flatten, load_config
 from training.data.registry import check_data
 from training.errors import ConfigError
-from training.task_keys import check_task_name
+from training.task_keys import check_task_name, unread_settings
 
 if TYPE_CHECKING:
     from training.fit import EpochReport
@@ -53,6 +53,9 @@ def _prepare(args: argparse.Namespace) -> TrainConfig:
         get_task(cfg.task).check(cfg)
     except ConfigError as exc:
         raise exc.with_file(args.config) from None
+    # a warning, not an error: the run is not wasted, and a config shared between tasks still trains
+    for unread in unread_settings(cfg, cfg.model.detector):
+        print(f"warning: {unread.with_file(args.config)}", file=sys.stderr)
     return cfg
 
 
@@ -74,7 +77,7 @@ def train(args: argparse.Namespace, console: Console) -> int:
     import torch
 
     from training.fit import fit
-    from training.tracking import Tracker, default_tracking_uri, flatten
+    from training.tracking import Tracker, default_tracking_uri
 
     out = args.out or Path("results/train") / f"{args.config.stem}-{datetime.now():%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)

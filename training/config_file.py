@@ -112,6 +112,18 @@ def field_names_at(model_cls: type[BaseModel], loc: list[Any]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'optim': {'lr': 1}} -> {'optim.lr': 1}: the dotted keys of space files and MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """The training config in a YAML file."""
     try:

@@ -7,7 +7,8 @@ part. Each task module registers under a name declared here (`training.tasks.reg
 
 from __future__ import annotations
 
-from training.config_file import suggestion
+from training.config import TrainConfig
+from training.config_file import flatten, suggestion
 from training.errors import ConfigError
 
 # read by the fit loop whatever the task: seeding, data loading, optimizer, epochs, phases
@@ -92,6 +93,22 @@ def check_reads(task: str, key: str, where: str, detector: str | None = None) ->
     else:
         message = f"task '{task}' reads no {section}.* key; it reads: {', '.join(TASK_KEYS[task])}"
     raise ConfigError(where, message)
+
+
+def unread_settings(cfg: TrainConfig, detector: str | None = None) -> list[ConfigError]:
+    """One error per key set away from its default that `cfg.task` never reads, e.g. `loss.focal_gamma`
+    in a detection config (a value that silently changes nothing); with `detector`, also the keys only
+    other detectors read."""
+    defaults = flatten(TrainConfig().model_dump(mode="json"))
+    unread = []
+    for key, value in flatten(cfg.model_dump(mode="json")).items():
+        if key == "task" or defaults.get(key) == value:
+            continue
+        try:
+            check_reads(cfg.task, key, key, detector)
+        except ConfigError as exc:
+            unread.append(exc)
+    return unread
 
 
 def _check_detector_reads(key: str, where: str, detector: str | None) -> None:

@@ -26,18 +26,6 @@ def default_tracking_uri(results_dir: Path) -> str:
     return f"sqlite:///{(results_dir / 'mlflow.db').resolve()}"
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'optim': {'lr': 1}} -> {'optim.lr': 1}: params carry the same dotted keys as the space file."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{path}."))
-        else:
-            flat[path] = value
-    return flat
-
-
 def _params(values: dict[str, Any]) -> list[Param]:
     return [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(values.items())]
 

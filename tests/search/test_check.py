@@ -196,10 +196,14 @@ DETECTION_SPACE = {
 
 
 def test_check_cli_detection_space_prints_the_box_section(write_space):
-    result = cli("check", str(write_space(DETECTION_SPACE, "det.yaml")))
+    # with a classification loss setting in base, which detection never reads
+    space = {**DETECTION_SPACE, "base": {**DETECTION_SPACE["base"], "loss": {"focal_gamma": 3.0}}}
+    result = cli("check", str(write_space(space, "det.yaml")))
     # a detection space checks cleanly and, besides the timings, prints what its task says about its
     # data: the box statistics
     assert result.returncode == 0, result.stderr[-2000:]
+    # the unread setting is a one-line warning naming the file and key
+    assert "warning: " in result.stderr and "det.yaml: base.loss.focal_gamma: task 'detection' does not read" in result.stderr
     assert "time per epoch: ~" in result.stdout and "box statistics:" in result.stdout
     # the suggested range pastes into a space file as a geometric ratio set
     line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("model.anchor_ratios:"))

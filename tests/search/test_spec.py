@@ -154,6 +154,18 @@ def test_read_plan_refuses_a_key_only_another_detector_reads(minimal_space, writ
     assert key in read_plan(write_space(minimal_space)).space
 
 
+def test_read_plan_lists_base_settings_no_trial_reads(minimal_space, write_space):
+    minimal_space.update(task="detection", base={"model": {"name": "resnet10t"}, "loss": {"focal_gamma": 3.5, "rpn": {"focal_gamma": 2.5}}})
+    plan = read_plan(write_space(minimal_space))
+    # detection reads loss.rpn, never loss.focal_gamma: shown with what it reads, not refused
+    assert [e.key for e in plan.unread] == ["base.loss.focal_gamma"] and "loss.rpn" in plan.unread[0].message
+    assert plan.unread[0].file == str(write_space(minimal_space))
+    # a searched key overrides its base value: nothing to say
+    minimal_space["space"]["loss.rpn.focal_gamma"] = {"uniform": [1.0, 3.0]}
+    minimal_space["base"]["loss"] = {"rpn": {"focal_gamma": 2.5}}
+    assert read_plan(write_space(minimal_space)).unread == []
+
+
 def is_config_path(prefix: str) -> bool:
     current = TrainConfig
     for part in prefix.split("."):

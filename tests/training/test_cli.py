@@ -1,4 +1,5 @@
-"""`python -m training train`: where its files go (never into the working directory unless asked)."""
+"""`python -m training train`: where its files go (never into the working directory unless asked),
+and what it says of settings its task never reads."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ TINY = {
 def test_cli_train_keeps_mlflow_artifacts_beside_the_store_not_in_the_working_directory(tmp_path):
     work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
-    (work / "c.yaml").write_text(yaml.safe_dump(TINY))
+    # a classification config with a semi-supervised setting: trains, with one warning line naming the key
+    (work / "c.yaml").write_text(yaml.safe_dump({**TINY, "semi": {"unsup_weight": 3.0}}))
     uri = f"sqlite:///{elsewhere / 'm.db'}"
     elsewhere.mkdir()
     proc = subprocess.run(
@@ -27,6 +29,7 @@ def test_cli_train_keeps_mlflow_artifacts_beside_the_store_not_in_the_working_di
         cwd=work, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "warning: c.yaml: semi.unsup_weight: task 'classification' reads no semi.* key" in proc.stderr
     # nothing is written into the working directory: no results/, no mlartifacts/
     assert sorted(p.name for p in work.iterdir()) == ["c.yaml"]
     # the run's artifacts sit beside the store it logged to
