@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from benchmarks.semi_gain import FULL, build_parser, setting
+
 
 def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benchmark):
     figures, stdout = run_benchmark("semi_gain")
@@ -31,3 +33,10 @@ def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benc
     # the backbone came from a classifier model.pt written in the run
     assert figures["classifier"]["val/accuracy"] >= 0.0
     assert stdout.strip().splitlines()[-1].startswith("gains:")
+
+
+def test_more_seeds_can_be_added_by_a_later_run():
+    # seeds 3 and 4 beside an earlier run's 0-2, in the full setting otherwise
+    s = setting(build_parser().parse_args(["--seeds", "2", "--first-seed", "3"]))
+    assert s.seeds == (3, 4) and s.epochs == FULL.epochs and s.labeled_fraction == FULL.labeled_fraction
+    assert setting(build_parser().parse_args([])).seeds == FULL.seeds

@@ -431,16 +431,23 @@ class PseudoStats:
         self.kept = {stage: np.zeros(n, np.int64) for stage in self.stages}
         self.counts = np.zeros((n, HISTOGRAM_BINS), np.int64)
         self.background = np.zeros(2)  # sum of the background samples' weights, their count
+        self.uncertainty: list[np.ndarray] = []  # of the jittered initial survivors
 
     def add_background(self, weights: Tensor) -> None:
         """The teacher's background weights of the student's background samples."""
         self.background += (float(weights.sum()), len(weights))
 
-    def add(self, labels: Tensor, scores: Tensor, targets: dict[str, dict[str, Tensor]]) -> None:
+    def add(
+        self, labels: Tensor, scores: Tensor, targets: dict[str, dict[str, Tensor]], uncertainty: Tensor | None = None
+    ) -> None:
         """One image: the teacher's detector labels (1..K, label l is class_names[l - 1]) and scores
-        above the floor, and the per-stage targets `filter_pseudo_boxes` made of them."""
+        above the floor, the per-stage targets `filter_pseudo_boxes` made of them and, with box
+        jitter, each box's `regression_uncertainty` (inf for boxes not refined)."""
         n = len(self.class_names)
         self.images += 1
+        if uncertainty is not None:
+            values = uncertainty.float().cpu().numpy()
+            self.uncertainty.append(values[np.isfinite(values)])
         labels, scores = labels.cpu().numpy() - 1, scores.float().cpu().numpy()
         self.proposed += np.bincount(labels, minlength=n)
         for stage in self.stages:
@@ -465,6 +472,10 @@ class PseudoStats:
                     out[f"train/pseudo_kept_ratio_reg/{name}"] = float(self.kept["reg"][i] / self.proposed[i])
         if self.background[1]:
             out["train/pseudo_bg_weight"] = float(self.background[0] / self.background[1])
+        refined = np.concatenate(self.uncertainty) if self.uncertainty else np.zeros(0)
+        if len(refined):  # where thresholds.reg would keep half or a quarter of the refined boxes
+            out["train/pseudo_box_uncertainty_p50"] = float(np.median(refined))
+            out["train/pseudo_box_uncertainty_p25"] = float(np.quantile(refined, 0.25))
         return out
 
     def histogram(self, thresholds: PseudoThresholds) -> dict[str, Any]:
@@ -487,7 +498,8 @@ def pseudo_metric_names(class_names: list[str], detector: str) -> list[str]:
         + [f"train/pseudo_kept_ratio/{name}" for name in class_names]
     )
     if learner.refines:
-        names += ["train/pseudo_bg_weight"] + [f"train/pseudo_kept_ratio_reg/{name}" for name in class_names]
+        names += ["train/pseudo_bg_weight", "train/pseudo_box_uncertainty_p50", "train/pseudo_box_uncertainty_p25"]
+        names += [f"train/pseudo_kept_ratio_reg/{name}" for name in class_names]
     return names
 
 

@@ -19,8 +19,9 @@ the student.
 - Validation evaluates the teacher (as Soft Teacher does): `val/...` are the teacher's metrics,
   `val/student_mAP50` the student's. Per epoch after burn-in: the teacher's kept ratios
   (`train/pseudo_kept_ratio...`, `_reg` per class for the regression's share), the mean background
-  weight (`train/pseudo_bg_weight`), pseudo boxes per unlabeled image, and the score histogram of its
-  boxes as `epoch_extras()["pseudo_scores"]`.
+  weight (`train/pseudo_bg_weight`), the median and lower quartile of the refined boxes' uncertainty
+  (`train/pseudo_box_uncertainty_p50/_p25`: where to set `thresholds.reg`), pseudo boxes per
+  unlabeled image, and the score histogram of its boxes as `epoch_extras()["pseudo_scores"]`.
 - `semi.unsup_weight: 0` skips the teacher entirely: supervised-only training on the labeled part,
   with the same batches and EMA (the baseline of benchmarks/semi_gain.py); unlabeled images are not
   loaded then, nor during burn-in.
@@ -199,7 +200,8 @@ class SemiDetectionTask(DetectionTask):
             ]
         targets = []
         for (boxes, labels, scores), uncertainty, matrix in zip(found, uncertainties, matrices):
-            self.stats.add(labels, scores, filter_pseudo_boxes(boxes, labels, scores, semi.thresholds, uncertainty))
+            counted = filter_pseudo_boxes(boxes, labels, scores, semi.thresholds, uncertainty)  # the teacher's view
+            self.stats.add(labels, scores, counted, uncertainty)
             mapped, inside = map_boxes(boxes.float(), matrix, size)
             kept = None if uncertainty is None else uncertainty[inside]
             targets.append(filter_pseudo_boxes(mapped, labels[inside], scores[inside], semi.thresholds, kept))

@@ -276,6 +276,25 @@ def test_pseudo_stats_count_kept_ratios_per_class():
     assert histogram["marks"] == {"initial": 0.5, "cls": 0.7, "rpn": 0.4}
 
 
+def test_pseudo_stats_report_where_the_refined_boxes_uncertainty_lies():
+    stats = PseudoStats(["scratch"], ("cls", "rpn", "reg"))
+    thresholds = PseudoThresholds(initial=0.5, reg=0.02)
+    labels, scores = torch.ones(3, dtype=torch.long), torch.tensor([0.9, 0.8, 0.2])
+    # the third box was not refined (below `initial`): inf, left out of the quantiles
+    uncertainty = torch.tensor([0.01, 0.05, float("inf")])
+    stats.add(labels, scores, filter_pseudo_boxes(torch.zeros(3, 4), labels, scores, thresholds, uncertainty), uncertainty)
+    labels, scores, uncertainty = torch.ones(2, dtype=torch.long), torch.tensor([0.7, 0.6]), torch.tensor([0.03, 0.07])
+    stats.add(labels, scores, filter_pseudo_boxes(torch.zeros(2, 4), labels, scores, thresholds, uncertainty), uncertainty)
+    metrics = stats.metrics()
+    # over the epoch's refined boxes 0.01, 0.03, 0.05, 0.07
+    assert metrics["train/pseudo_box_uncertainty_p50"] == pytest.approx(0.04)
+    assert metrics["train/pseudo_box_uncertainty_p25"] == pytest.approx(0.025)
+    assert metrics["train/pseudo_kept_ratio_reg"] == 1 / 5
+    stats.reset()
+    stats.add(labels, scores, filter_pseudo_boxes(torch.zeros(2, 4), labels, scores, thresholds))
+    assert "train/pseudo_box_uncertainty_p50" not in stats.metrics()  # no jitter, no figure
+
+
 def tiny_config(**semi) -> TrainConfig:
     return TrainConfig.model_validate(
         {
@@ -311,6 +330,7 @@ def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio()
     assert 0.0 < semi.metrics["train/pseudo_bg_weight"] < 1.0
     assert 0.0 <= semi.metrics["train/pseudo_kept_ratio_reg"] <= semi.metrics["train/pseudo_kept_ratio"]
     assert any(k.startswith("train/pseudo_kept_ratio_reg/") for k in semi.metrics)
+    assert 0.0 < semi.metrics["train/pseudo_box_uncertainty_p25"] <= semi.metrics["train/pseudo_box_uncertainty_p50"]
     assert semi.metrics["train/unsup_loss"] > 0.0
     histogram = semi.extras["pseudo_scores"]
     assert len(histogram["bins"]) == len(histogram["counts"]) + 1 and sum(histogram["counts"]) > 0
