@@ -242,21 +242,25 @@ def _baseline_points(spec: SearchSpec, base: TrainConfig, space: dict[str, Distr
     return points
 
 
+def _shared_detector(base: TrainConfig, space: dict[str, Distribution]) -> str | None:
+    """The detector every trial uses; None when it is searched."""
+    return None if "model.detector" in space else base.model.detector
+
+
 def _check_searched_keys(base: TrainConfig, space: dict[str, Distribution]) -> None:
     """Every searched key is a training-config value that the task, and the detector if every trial
     has the same one, reads."""
     if not space:
         raise ConfigError("space", "expected at least one searched key")
-    detector = None if "model.detector" in space else base.model.detector
     for key in space:
         check_dotted_key(key, f"space.{key}")
-        check_reads(base.task, key, f"space.{key}", detector)
+        check_reads(base.task, key, f"space.{key}", _shared_detector(base, space))
 
 
 def _unread_base_keys(base: TrainConfig, space: dict[str, Distribution]) -> list[ConfigError]:
     """Every task reads `data`, so an unread setting always comes from the file's `base:`."""
-    detector = None if "model.detector" in space else base.model.detector
-    return [e.with_prefix("base") for e in unread_settings(base, detector) if e.key not in space]
+    unread = unread_settings(base, _shared_detector(base, space))
+    return [e.with_prefix("base") for e in unread if e.key not in space]
 
 
 def read_plan(path: str | Path) -> SearchPlan:
