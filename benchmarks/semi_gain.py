@@ -8,7 +8,8 @@ synthetic set, like ImageNet weights brought in without a network), three arms p
 
 Reports the teacher's val/mAP50 and AP50 per class at the last epoch, its mAP50 averaged over the
 last TAIL epochs (one epoch's value moves by +-0.05 on this validation set), the pseudo-label kept
-ratios and mean background weight, and each semi arm's gain over `supervised` on both, per seed and
+ratios and mean background weight, the teacher's box precision and recall on the validation images
+above `initial` and `cls` (when burn-in ends and at the last epoch), and each semi arm's gain over `supervised` on both, per seed and
 on average.
 
     python -m benchmarks.semi_gain            # the CPU setting recorded in benchmarks/README.md
@@ -48,6 +49,7 @@ PSEUDO_KEYS = (
     "train/pseudo_kept_ratio_reg", "train/pseudo_bg_weight", "train/pseudo_boxes_per_image",
     "train/pseudo_box_uncertainty_p50",
 )  # fmt: skip
+QUALITY_KEYS = tuple(f"val/pseudo_{m}_{stage}" for stage in ("initial", "cls") for m in ("precision", "recall"))
 
 
 TAIL = 5  # epochs averaged for the steadier mAP50
@@ -64,6 +66,7 @@ class Setting:
     pretrain_count: int = 400
     labeled_fraction: float = 0.1
     unsup_weight: float = 2.0
+    unsup_ramp_epochs: int = 0  # the semi arms' semi.unsup_ramp_epochs
     unlabeled_per_labeled: float = 2.0
     thresholds: tuple[float, float, float] = (0.5, 0.9, 0.9)  # initial, cls, rpn of both semi arms (the paper's)
 
@@ -101,7 +104,8 @@ def detection_config(s: Setting, arm: str, seed: int, init_from: Path) -> TrainC
             "optim": {"lr": 1e-3, "schedule": "cosine", "warmup_epochs": 0.5},
             "augment": {"p": 0.5, "hflip": 0.5, "brightness": 0.3, "contrast": 0.3, "scale": 0.1, "translate": 0.1},
             "semi": {"labeled_fraction": s.labeled_fraction, "burn_in_epochs": s.burn_in, "ema_momentum": 0.99,
-                     "unsup_weight": s.unsup_weight, "unlabeled_per_labeled": s.unlabeled_per_labeled,
+                     "unsup_weight": s.unsup_weight, "unsup_ramp_epochs": s.unsup_ramp_epochs,
+                     "unlabeled_per_labeled": s.unlabeled_per_labeled,
                      "thresholds": common_thresholds(s)}
             | merge_semi(ARMS[arm], s),
             "train": {"epochs": s.epochs, "device": "auto"},
@@ -152,6 +156,8 @@ def run_arm(s: Setting, arm: str, seed: int, init_from: Path, threads: int) -> d
         # the mean over the epochs with pseudo labels: one epoch's ratio is noisy
         "pseudo": {k: _mean([h[k] for h in history if k in h]) for k in PSEUDO_KEYS},
         "pseudo_by_class": {k: v for k, v in last.items() if k.startswith("train/pseudo_kept_ratio") and "/" in k[6:]},
+        # how right the teacher's boxes are (validation images): what pseudo-labeling starts from, and ends at
+        "pseudo_quality": {k: {"burn_in_end": history[s.burn_in - 1][k], "last": last[k]} for k in QUALITY_KEYS},
     }
 
 
@@ -183,12 +189,21 @@ def gains(runs: list[dict[str, Any]], key: str = "mAP50") -> dict[str, Any]:
     return out
 
 
+def cls_quality(run: dict[str, Any]) -> list[str]:
+    """The teacher's precision and recall above `cls`, "when burn-in ends -> last epoch"."""
+    quality = run["pseudo_quality"]
+    return [
+        "{burn_in_end:.2f} -> {last:.2f}".format(**quality[f"val/pseudo_{m}_cls"]) for m in ("precision", "recall")
+    ]
+
+
 def setting(args: argparse.Namespace) -> Setting:
     """The smoke or full setting with the command line's overrides."""
     overrides = {
         "seeds": tuple(range(args.first_seed, args.first_seed + args.seeds)) if args.seeds else None,
         "epochs": args.epochs, "burn_in": args.burn_in,
         "count": args.count, "image_size": args.size, "unsup_weight": args.unsup_weight,
+        "unsup_ramp_epochs": args.ramp,
         "labeled_fraction": args.labeled_fraction, "unlabeled_per_labeled": args.unlabeled_per_labeled,
         "thresholds": tuple(args.thresholds) if args.thresholds else None,
     }  # fmt: skip
@@ -206,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=int, help="synthetic detection images, train + val (default: the setting's)")
     parser.add_argument("--size", type=int, help="image side in pixels, detection and classifier (default: the setting's)")
     parser.add_argument("--unsup-weight", type=float, help="semi.unsup_weight of the semi arms (default: the setting's)")
+    parser.add_argument("--ramp", type=int, help="semi.unsup_ramp_epochs of the semi arms (default: the setting's)")
     parser.add_argument("--labeled-fraction", type=float, help="semi.labeled_fraction (default: the setting's)")
     parser.add_argument("--unlabeled-per-labeled", type=float, help="semi.unlabeled_per_labeled (default: the setting's)")
     parser.add_argument(
@@ -244,8 +260,8 @@ def main(argv: list[str] | None = None) -> None:
             }  # fmt: skip
             write_figures("semi_gain", figures | {"wall_s": round(time.perf_counter() - began, 1)}, args.out)
     shown = ("train/pseudo_kept_ratio", "train/pseudo_kept_ratio_reg", "train/pseudo_bg_weight")
-    rows = [[r["arm"], r["seed"], r["mAP50"], r["mAP50_tail"], *(r["pseudo"][k] for k in shown)] for r in runs]
-    header = ["arm", "seed", "mAP50", f"last {TAIL}", "kept", "kept_reg", "bg_weight"]
+    rows = [[r["arm"], r["seed"], r["mAP50"], r["mAP50_tail"], *(r["pseudo"][k] for k in shown), *cls_quality(r)] for r in runs]
+    header = ["arm", "seed", "mAP50", f"last {TAIL}", "kept", "kept_reg", "bg_weight", "precision_cls", "recall_cls"]
     print_table(console, "teacher val/mAP50 (last epoch, mean of the last epochs); pseudo: mean over epochs", header, rows)
     for name, key in ((f"gains, mean of the last {TAIL} epochs", "mAP50_tail"), ("gains", "mAP50")):
         summary = gains(runs, key).items()

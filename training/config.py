@@ -305,6 +305,9 @@ class SemiConfig(Section):
     )
     jitter: JitterConfig = Field(default_factory=JitterConfig)
     unsup_weight: float = Field(1.0, ge=0, description="weight of the loss on pseudo-labeled images")
+    unsup_ramp_epochs: int = Field(
+        0, ge=0, description="the weight rises linearly to unsup_weight over this many epochs after burn-in; 0 = at once"
+    )
     labeled_fraction: float = Field(
         0.25, gt=0, le=1, description="share of training images that keep their labels; the rest are unlabeled"
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-from benchmarks.semi_gain import FULL, build_parser, setting
+from benchmarks.semi_gain import FULL, build_parser, detection_config, setting
 
 
 def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benchmark):
@@ -30,6 +31,10 @@ def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benc
     # the steadier figure is the mean of the last epochs' mAP50 (all of them in a 2-epoch smoke run)
     for run in runs.values():
         assert math.isclose(run["mAP50_tail"], sum(run["mAP50_by_epoch"]) / len(run["mAP50_by_epoch"]), abs_tol=1e-3)
+    # the teacher's box precision and recall above cls when burn-in ends and at the last epoch, per arm
+    for run in runs.values():
+        quality = run["pseudo_quality"]["val/pseudo_recall_cls"]
+        assert 0.0 <= quality["burn_in_end"] <= 1.0 and 0.0 <= quality["last"] <= 1.0
     # the backbone came from a classifier model.pt written in the run
     assert figures["classifier"]["val/accuracy"] >= 0.0
     assert stdout.strip().splitlines()[-1].startswith("gains:")
@@ -40,3 +45,10 @@ def test_more_seeds_can_be_added_by_a_later_run():
     s = setting(build_parser().parse_args(["--seeds", "2", "--first-seed", "3"]))
     assert s.seeds == (3, 4) and s.epochs == FULL.epochs and s.labeled_fraction == FULL.labeled_fraction
     assert setting(build_parser().parse_args([])).seeds == FULL.seeds
+
+
+def test_the_unsupervised_ramp_reaches_the_semi_arms_configs():
+    s = setting(build_parser().parse_args(["--ramp", "10"]))
+    for arm in ("thresholds", "soft_teacher"):
+        assert detection_config(s, arm, 0, Path("classifier_model.pt")).semi.unsup_ramp_epochs == 10
+    assert detection_config(FULL, "thresholds", 0, Path("classifier_model.pt")).semi.unsup_ramp_epochs == 0

@@ -489,6 +489,11 @@ class PseudoStats:
         }
 
 
+def score_stages(detector: str) -> tuple[str, ...]:
+    """The stages of `detector`'s semi-supervised loss that keep pseudo boxes by teacher score."""
+    return tuple(stage for stage in ("initial", *PSEUDO_LOSSES[detector].stages) if stage in STAGES)
+
+
 def pseudo_metric_names(class_names: list[str], detector: str) -> list[str]:
     """The pseudo-label metric keys a semi-supervised run reports (after burn-in)."""
     learner = PSEUDO_LOSSES[detector]

@@ -1,5 +1,6 @@
 """Detection metrics over a validation pass: COCO mAP (torchmetrics, pycocotools backend), per-class
-AP at IoU 0.5, and the image-level miss and overkill rates inspection teams track.
+AP at IoU 0.5, the image-level miss and overkill rates inspection teams track, and the box precision
+and recall above a score (how good a semi-supervised teacher's pseudo labels are).
 
 Predictions and targets are per-image dicts of CPU tensors with detector labels 1..K (label l is
 `class_names[l - 1]`): targets {"boxes", "labels"}, predictions also "scores".
@@ -69,3 +70,23 @@ def detection_metrics(
     metrics.update({f"AP50/{name}": ap[f"AP50/{label}"] for label, name in enumerate(class_names, start=1)})
     metrics.update(image_rates(preds, targets, score_threshold, iou_threshold))
     return metrics
+
+
+def box_precision_recall(preds: Detections, targets: Detections, score: float, iou: float) -> tuple[float, float]:
+    """(precision, recall) of the boxes scoring above `score`: each ground-truth box is matched by at
+    most one box of its class at IoU >= `iou`, the higher scores first (COCO's rule); 0 when none."""
+    right = kept = truths = 0
+    for pred, target in zip(preds, targets):
+        above = pred["scores"] > score
+        order = pred["scores"][above].argsort(descending=True)
+        boxes, labels = pred["boxes"][above][order], pred["labels"][above][order]
+        kept, truths = kept + len(boxes), truths + len(target["boxes"])
+        if not len(boxes) or not len(target["boxes"]):
+            continue
+        overlaps = box_iou(boxes, target["boxes"]).masked_fill(labels[:, None] != target["labels"][None, :], 0)
+        free = torch.ones(len(target["boxes"]), dtype=torch.bool)
+        for row in overlaps:
+            best = row.masked_fill(~free, 0).argmax()
+            if row[best] >= iou and free[best]:
+                free[best], right = False, right + 1
+    return (right / kept if kept else 0.0), (right / truths if truths else 0.0)

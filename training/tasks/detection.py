@@ -144,7 +144,10 @@ class DetectionTask(Task):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        preds, targets = self.predictions()
+        return self.scores(*self.predictions())
+
+    def scores(self, preds: list[dict[str, torch.Tensor]], targets: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """The `val/...` metrics of detections on the validation images."""
         ev = self.cfg.eval
         metrics = detection_metrics(preds, targets, self.labels.defect_names, ev.score_threshold, ev.iou_threshold)
         return {f"val/{k}": v for k, v in metrics.items()}

@@ -7,7 +7,8 @@ the student.
 - The teacher sees an unlabeled image weakly augmented (the configured flip); the student sees it
   strongly augmented (photometric magnitudes + an affine zoom/shift) and learns from the teacher's
   boxes mapped into its view: above `thresholds.initial`, then `thresholds.rpn` for the RPN and
-  `thresholds.cls` for the ROI classifier (RetinaNet: cls only), weighted by `semi.unsup_weight`.
+  `thresholds.cls` for the ROI classifier (RetinaNet: cls only), weighted by `semi.unsup_weight`
+  (reached linearly over `semi.unsup_ramp_epochs` epochs after burn-in: logged as `train/unsup_weight`).
 - Faster R-CNN, as in Soft Teacher: with `semi.soft_background` the classifier's background samples
   are weighted by the teacher's background probability of the same box (carried back to the
   teacher's view), not taken as sure negatives; with `semi.jitter.times` > 0 the teacher refines that
@@ -21,7 +22,10 @@ the student.
   (`train/pseudo_kept_ratio...`, `_reg` per class for the regression's share), the mean background
   weight (`train/pseudo_bg_weight`), the median and lower quartile of the refined boxes' uncertainty
   (`train/pseudo_box_uncertainty_p50/_p25`: where to set `thresholds.reg`), pseudo boxes per
-  unlabeled image, and the score histogram of its boxes as `epoch_extras()["pseudo_scores"]`.
+  unlabeled image, and the score histogram of its boxes as `epoch_extras()["pseudo_scores"]`. Every
+  epoch, burn-in included: the box precision and recall of the teacher on the (labeled) validation
+  images above each score threshold (`val/pseudo_precision_cls`, `val/pseudo_recall_cls`, ...): how
+  right the pseudo labels are, and how many defects they leave to be taught as background.
 - `semi.unsup_weight: 0` skips the teacher entirely: supervised-only training on the labeled part,
   with the same batches and EMA (the baseline of benchmarks/semi_gain.py); unlabeled images are not
   loaded then, nor during burn-in.
@@ -39,7 +43,7 @@ from training.config import AugmentConfig, TrainConfig
 from training.data import class_names
 from training.detection import DetectionDataset, LabelMap, collate
 from training.data.loading import loader_options
-from training.metrics.detection import average_precision
+from training.metrics.detection import average_precision, box_precision_recall
 from training.detection.semi import (
     PSEUDO_LOSSES,
     SCORE_FLOOR,
@@ -59,6 +63,7 @@ from training.detection.semi import (
     filter_pseudo_boxes,
     map_boxes,
     pseudo_metric_names,
+    score_stages,
     split_labeled,
     strong_transform,
     weak_transform,
@@ -141,8 +146,9 @@ class SemiDetectionTask(DetectionTask):
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
         defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
-        extra = ["val/student_mAP50", "train/sup_loss", "train/unsup_loss"]
-        return super().metric_names(cfg) + extra + pseudo_metric_names(defects, cfg.model.detector)
+        extra = ["val/student_mAP50", "train/sup_loss", "train/unsup_loss", "train/unsup_weight"]
+        quality = [f"val/pseudo_{m}_{stage}" for stage in score_stages(cfg.model.detector) for m in ("precision", "recall")]
+        return super().metric_names(cfg) + extra + quality + pseudo_metric_names(defects, cfg.model.detector)
 
     def training_loss(self, batch: MixedBatch) -> torch.Tensor:
         supervised = super().training_loss(batch.labeled)
@@ -151,7 +157,18 @@ class SemiDetectionTask(DetectionTask):
             unsupervised = self.unsupervised_loss(batch)
         one = self.loss_sums.new_ones(())
         self.loss_sums += torch.stack([supervised.detach().float(), unsupervised.detach().float(), one])
-        return supervised + self.cfg.semi.unsup_weight * unsupervised
+        return supervised + self.unsup_weight * unsupervised
+
+    @property
+    def unsup_weight(self) -> float:
+        """This epoch's weight of the unsupervised loss: 0 during burn-in, then `semi.unsup_weight`,
+        reached in equal steps over the first `semi.unsup_ramp_epochs` epochs (a young teacher's
+        gradient on unlabeled images would otherwise outweigh the labeled one at once)."""
+        semi = self.cfg.semi
+        since_burn_in = self.epoch - semi.burn_in_epochs
+        if since_burn_in <= 0:
+            return 0.0
+        return semi.unsup_weight * min(1.0, since_burn_in / max(semi.unsup_ramp_epochs, 1))
 
     def _images(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         return list(self.runtime.to_device(torch.stack(images)).float() / 255)
@@ -223,12 +240,18 @@ class SemiDetectionTask(DetectionTask):
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        metrics = super().evaluate()  # the teacher's predictions (see `predictions`)
-        student, targets = self.predictions(self.model.student)
+        teacher, targets = self.predictions()  # `eval_model`: the teacher
+        metrics = self.scores(teacher, targets)
+        student, _ = self.predictions(self.model.student)
         metrics["val/student_mAP50"] = average_precision(student, targets, len(self.labels.defect_names))["mAP50"]
+        for stage in score_stages(self.cfg.model.detector):
+            score = getattr(self.cfg.semi.thresholds, stage)
+            precision, recall = box_precision_recall(teacher, targets, score, self.cfg.eval.iou_threshold)
+            metrics[f"val/pseudo_precision_{stage}"], metrics[f"val/pseudo_recall_{stage}"] = precision, recall
         supervised, unsupervised, batches = self.loss_sums.tolist()
         metrics["train/sup_loss"] = supervised / max(batches, 1)
         metrics["train/unsup_loss"] = unsupervised / max(batches, 1)
+        metrics["train/unsup_weight"] = self.unsup_weight
         return {**metrics, **self.stats.metrics()}
 
     def epoch_extras(self) -> dict[str, Any]:

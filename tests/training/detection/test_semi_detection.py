@@ -332,6 +332,11 @@ def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio()
     assert any(k.startswith("train/pseudo_kept_ratio_reg/") for k in semi.metrics)
     assert 0.0 < semi.metrics["train/pseudo_box_uncertainty_p25"] <= semi.metrics["train/pseudo_box_uncertainty_p50"]
     assert semi.metrics["train/unsup_loss"] > 0.0
+    # how right the teacher's boxes are on the validation images, per score stage, burn-in included
+    for report in reports:
+        for key in ("val/pseudo_precision_initial", "val/pseudo_recall_cls", "val/pseudo_recall_rpn"):
+            assert 0.0 <= report.metrics[key] <= 1.0
+    assert (burn_in.metrics["train/unsup_weight"], semi.metrics["train/unsup_weight"]) == (0.0, 1.0)
     histogram = semi.extras["pseudo_scores"]
     assert len(histogram["bins"]) == len(histogram["counts"]) + 1 and sum(histogram["counts"]) > 0
     json.dumps(semi.extras)  # JSON-able, as the MLflow artifact needs
@@ -400,3 +405,15 @@ def test_unlabeled_images_load_only_when_they_are_pseudo_labeled(unsup_weight):
     # an epoch started again draws the same labeled batch (resume sees what an unbroken run saw)
     task.start_epoch(1)
     assert all(torch.equal(a, b) for a, b in zip(next(iter(task.train_loader)).labeled[0], burn_in.labeled[0]))
+
+
+@pytest.mark.parametrize(("ramp", "expected"), [(3, [0.0, 1.0, 2.0, 3.0, 3.0]), (0, [0.0, 3.0, 3.0, 3.0, 3.0])])
+def test_unsupervised_weight_ramps_up_after_burn_in(ramp, expected):
+    cfg = tiny_config(burn_in_epochs=1, unsup_weight=3.0, unsup_ramp_epochs=ramp)
+    task = create_task(cfg, Runtime.from_config(cfg.train, cpu_threads=1))
+    weights = []
+    for epoch in range(1, 6):
+        task.start_epoch(epoch)
+        weights.append(task.unsup_weight)
+    # 0 during burn-in, then unsup_weight in `ramp` equal steps (at once without a ramp)
+    assert weights == pytest.approx(expected)
