@@ -47,7 +47,6 @@ from training.metrics.detection import average_precision, box_precision_recall
 from training.detection.semi import (
     PSEUDO_LOSSES,
     SCORE_FLOOR,
-    STAGES,
     MixedBatch,
     MixedBatchSampler,
     MixedDataset,
@@ -137,8 +136,8 @@ class SemiDetectionTask(DetectionTask):
         if cfg.semi.labeled_fraction >= 1:
             raise ConfigError("semi.labeled_fraction", "1.0 leaves no unlabeled image; use task 'detection' for fully labeled data")
         thresholds = cfg.semi.thresholds
-        for stage in ("initial", *PSEUDO_LOSSES[cfg.model.detector].stages):
-            if stage in STAGES and getattr(thresholds, stage) >= 1:
+        for stage in score_stages(cfg.model.detector):
+            if getattr(thresholds, stage) >= 1:
                 raise ConfigError(f"semi.thresholds.{stage}", "must be < 1: a pseudo box must score above it")
         if cfg.semi.jitter.times == 1:
             raise ConfigError("semi.jitter.times", "0 (off) or at least 2: one jittered copy has no spread")
