@@ -9,8 +9,8 @@ synthetic set, like ImageNet weights brought in without a network), three arms p
 Reports the teacher's val/mAP50 and AP50 per class at the last epoch, its mAP50 averaged over the
 last TAIL epochs (one epoch's value moves by +-0.05 on this validation set), the pseudo-label kept
 ratios and mean background weight, the teacher's box precision and recall on the validation images
-above `initial` and `cls` (when burn-in ends and at the last epoch), and each semi arm's gain over `supervised` on both, per seed and
-on average.
+above `initial` and `cls` (when burn-in ends and at the last epoch), and each semi arm's gain over
+`supervised` on both, per seed and on average.
 
     python -m benchmarks.semi_gain            # the CPU setting recorded in benchmarks/README.md
     python -m benchmarks.semi_gain --smoke    # seconds: the plumbing only
@@ -67,6 +67,8 @@ class Setting:
     labeled_fraction: float = 0.1
     unsup_weight: float = 2.0
     unsup_ramp_epochs: int = 0  # the semi arms' semi.unsup_ramp_epochs
+    ignore: float = 1.0  # the semi arms' semi.thresholds.ignore (1 = off, the paper's)
+    arms: tuple[str, ...] = tuple(ARMS)
     unlabeled_per_labeled: float = 2.0
     thresholds: tuple[float, float, float] = (0.5, 0.9, 0.9)  # initial, cls, rpn of both semi arms (the paper's)
 
@@ -114,7 +116,7 @@ def detection_config(s: Setting, arm: str, seed: int, init_from: Path) -> TrainC
 
 
 def common_thresholds(s: Setting) -> dict[str, float]:
-    return dict(zip(("initial", "cls", "rpn"), s.thresholds))
+    return dict(zip(("initial", "cls", "rpn"), s.thresholds)) | {"ignore": s.ignore}
 
 
 def merge_semi(arm: dict[str, Any], s: Setting) -> dict[str, Any]:
@@ -162,10 +164,10 @@ def run_arm(s: Setting, arm: str, seed: int, init_from: Path, threads: int) -> d
 
 
 def run_seed(s: Setting, seed: int, init_from: Path, threads: int, out: Path) -> list[dict[str, Any]]:
-    """The three arms of one seed, in a worker process; each arm's figures are also appended to
+    """The arms of one seed, in a worker process; each arm's figures are also appended to
     out/semi_gain_runs.jsonl as it ends, so a run cut short still leaves what it measured."""
     runs = []
-    for arm in ARMS:
+    for arm in s.arms:
         runs.append(run_arm(s, arm, seed, init_from, threads))
         with open(out / "semi_gain_runs.jsonl", "a") as log:
             log.write(json.dumps(runs[-1]) + "\n")
@@ -177,13 +179,14 @@ def _mean(values: list[float]) -> float | None:
 
 
 def gains(runs: list[dict[str, Any]], key: str = "mAP50") -> dict[str, Any]:
-    """Per semi arm: `key` minus supervised's per seed, their mean and min, and on how many seeds it is > 0."""
+    """Per semi arm: `key` minus supervised's per seed, their mean and min, and on how many seeds it is
+    > 0 (seeds without a supervised run are left out)."""
     base = {r["seed"]: r[key] for r in runs if r["arm"] == "supervised"}
     out = {}
     for arm in ARMS:
-        if arm == "supervised":
+        per_seed = {r["seed"]: round(r[key] - base[r["seed"]], 4) for r in runs if r["arm"] == arm and r["seed"] in base}
+        if arm == "supervised" or not per_seed:
             continue
-        per_seed = {r["seed"]: round(r[key] - base[r["seed"]], 4) for r in runs if r["arm"] == arm}
         values = list(per_seed.values())
         out[arm] = {"per_seed": per_seed, "mean": _mean(values), "min": min(values), "wins": sum(v > 0 for v in values)}
     return out
@@ -203,7 +206,7 @@ def setting(args: argparse.Namespace) -> Setting:
         "seeds": tuple(range(args.first_seed, args.first_seed + args.seeds)) if args.seeds else None,
         "epochs": args.epochs, "burn_in": args.burn_in,
         "count": args.count, "image_size": args.size, "unsup_weight": args.unsup_weight,
-        "unsup_ramp_epochs": args.ramp,
+        "unsup_ramp_epochs": args.ramp, "ignore": args.ignore, "arms": tuple(args.arms) if args.arms else None,
         "labeled_fraction": args.labeled_fraction, "unlabeled_per_labeled": args.unlabeled_per_labeled,
         "thresholds": tuple(args.thresholds) if args.thresholds else None,
     }  # fmt: skip
@@ -222,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="image side in pixels, detection and classifier (default: the setting's)")
     parser.add_argument("--unsup-weight", type=float, help="semi.unsup_weight of the semi arms (default: the setting's)")
     parser.add_argument("--ramp", type=int, help="semi.unsup_ramp_epochs of the semi arms (default: the setting's)")
+    parser.add_argument("--ignore", type=float, help="semi.thresholds.ignore of the semi arms (default: off)")
+    parser.add_argument("--arms", nargs="+", choices=tuple(ARMS), help="the arms to run (default: all; gains need supervised)")
     parser.add_argument("--labeled-fraction", type=float, help="semi.labeled_fraction (default: the setting's)")
     parser.add_argument("--unlabeled-per-labeled", type=float, help="semi.unlabeled_per_labeled (default: the setting's)")
     parser.add_argument(

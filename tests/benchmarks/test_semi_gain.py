@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from benchmarks.semi_gain import FULL, build_parser, detection_config, setting
+from benchmarks.semi_gain import FULL, build_parser, detection_config, gains, setting
 
 
 def test_semi_gain_smoke_compares_the_three_arms_from_one_backbone_init(run_benchmark):
@@ -52,3 +52,15 @@ def test_the_unsupervised_ramp_reaches_the_semi_arms_configs():
     for arm in ("thresholds", "soft_teacher"):
         assert detection_config(s, arm, 0, Path("classifier_model.pt")).semi.unsup_ramp_epochs == 10
     assert detection_config(FULL, "thresholds", 0, Path("classifier_model.pt")).semi.unsup_ramp_epochs == 0
+
+
+def test_an_ignore_zone_and_a_subset_of_arms_can_be_run():
+    s = setting(build_parser().parse_args(["--arms", "thresholds", "--ignore", "0.05"]))
+    assert s.arms == ("thresholds",)
+    assert detection_config(s, "thresholds", 0, Path("classifier_model.pt")).semi.thresholds.ignore == 0.05
+    assert detection_config(FULL, "thresholds", 0, Path("classifier_model.pt")).semi.thresholds.ignore == 1.0
+    # without a supervised run of the same seed there is no gain to report
+    runs = [{"arm": "thresholds", "seed": 0, "mAP50": 0.5}, {"arm": "supervised", "seed": 1, "mAP50": 0.4}]
+    assert gains(runs) == {}
+    runs.append({"arm": "thresholds", "seed": 1, "mAP50": 0.45})
+    assert gains(runs)["thresholds"]["per_seed"] == {1: 0.05}
