@@ -27,7 +27,7 @@ class Section(BaseModel):
 class SyntheticData(Section):
     """The embedded synthetic defect dataset (no download, deterministic from `seed`)."""
 
-    count: int = Field(800, ge=8, description="images generated in total (train + val)")
+    count: int = Field(800, ge=8, description="images generated in total (train + val + test)")
     classes: list[str] = Field(
         default_factory=lambda: ["good", "scratch", "rust", "chip", "crack"],
         min_length=2,
@@ -51,21 +51,30 @@ class SyntheticData(Section):
 
 
 class ImageFolderData(Section):
-    """Real images as ROOT/<class>/*.png (split: random) or ROOT/{train,val}/<class>/* (split: folders)."""
+    """Real images as ROOT/<class>/*.png (split: random) or ROOT/{train,val[,test]}/<class>/* (split: folders)."""
 
-    root: Path | None = Field(None, description="folder holding one sub-folder per class")
+    root: Path | None = Field(None, description="folder holding one sub-folder per class (or train, val, test ones)")
     split: Literal["random", "folders"] = Field(
-        "random", description="random: stratified split by data.val_fraction; folders: ROOT/train and ROOT/val"
+        "random",
+        description="random: stratified split by data.val_fraction (a test split by data.test_fraction); "
+        "folders: ROOT/train and ROOT/val, and ROOT/test as the test split when present",
     )
 
 
 class CocoData(Section):
     """A COCO JSON detection dataset (the format mmdetection users already have)."""
 
-    annotations: Path | None = Field(None, description="COCO JSON of the training images (split by data.val_fraction)")
+    annotations: Path | None = Field(
+        None, description="COCO JSON of the training images (split by data.test_fraction, then val_fraction or folds)"
+    )
     images: Path | None = Field(None, description="folder the JSON's file_name entries are relative to")
     val_annotations: Path | None = Field(
         None, description="COCO JSON of a fixed validation set (same image folder); none = random split"
+    )
+    test_annotations: Path | None = Field(
+        None,
+        description="COCO JSON of a fixed test set (same image folder and categories, no image of the other JSONs); "
+        "none = no test set",
     )
 
 
@@ -78,6 +87,12 @@ class CsvData(Section):
     )
     classes: list[str] | None = Field(
         None, min_length=1, description="names of ClassId 1, 2, ...; none = class_<id> up to the largest ClassId"
+    )
+    test_file: Path | None = Field(None, description="CSV of the test images (same columns); needs test_images")
+    test_images: Path | None = Field(
+        None,
+        description="folder of the test images (not data.csv.images): each one is a test image, clean if not in "
+        "test_file; needs test_file",
     )
 
 
@@ -92,8 +107,28 @@ class DataConfig(Section):
         None, ge=16, description="multilabel task: resize to image_size (height) x image_width; none = square"
     )
     batch_size: int = Field(32, ge=1, description="training batch size")
-    val_fraction: float = Field(0.25, gt=0, lt=1, description="share of images held out for validation")
-    split_seed: int = Field(0, description="seed of the train/val split")
+    val_fraction: float = Field(
+        0.25, gt=0, lt=1, description="share of the non-test images held out for validation (when folds is 1)"
+    )
+    split_seed: int = Field(0, description="seed of the train/val split and of the folds")
+    test_fraction: float = Field(
+        0.0, ge=0, lt=1,
+        description="share of all images (of the training ones when a val folder or JSON is given) held out as a "
+        "test split no search trial reads, stratified, by test_seed whatever split_seed, folds and fold are; "
+        "0 = none, or the data's own test file or folder",
+    )
+    test_seed: int = Field(
+        0, description="seed of the test hold-out, apart from split_seed: no split_seed moves an image in or out of it"
+    )
+    folds: int = Field(
+        1, ge=1, le=20,
+        description="cross-validation in a trial: 1 = one train/val split by val_fraction; k > 1 = the non-test "
+        "images in k stratified folds (by split_seed; not with a val folder or JSON), fold model i validating on "
+        "fold i",
+    )
+    fold: int = Field(
+        0, ge=0, description="the fold that validates (0 to folds - 1); set per fold model by the training loop"
+    )
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto", description="DataLoader worker processes (0 = in the trial process); auto = the trial's CPUs - 1"
     )

@@ -28,7 +28,9 @@ CacheMode = Literal["none", "ram", "device"]
 DEVICE_SHARE = 0.25
 # ... and in RAM when they take at most this share of the machine's memory (else none: read per batch).
 RAM_SHARE = 0.25
-# data configs whose splits a process keeps (a searched data.image_size gives one each)
+# data configs whose splits a process keeps (a searched data.image_size gives one each); with
+# data.folds = k a config's k fold splits count as one (each holds the decoded images again: k copies
+# of a small dataset, where k-fold is meant for)
 KEPT = 2
 # DataConfig fields that change batching, not the images
 BATCHING_FIELDS = {"batch_size", "num_workers", "cache", "class_weight_power", "weighted_sampler"}
@@ -104,7 +106,7 @@ def prepared_splits(
     if splits is None:
         train, val = (resized(s, shape, interpolation) for s in (loaded.train, loaded.val))
         _SPLITS[key] = splits = Splits(train, val, loaded.class_names)
-        while len(_SPLITS) > KEPT:
+        while len(_SPLITS) > KEPT * data.folds:
             dropped, _ = _SPLITS.popitem(last=False)
             for tensor_key in [k for k in _TENSORS if k[0] == dropped]:
                 del _TENSORS[tensor_key]

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from training.config import DataConfig
-from training.data.samples import ImageSet, Splits
-from training.data.split import stratified_split
+from training.data.samples import ImageSet
 from training.errors import ConfigError
 
 GOOD = "good"
@@ -175,13 +174,41 @@ def _train_file(cfg: DataConfig) -> CocoFile:
     return parse(annotations, root, "data.coco.annotations")
 
 
+def _same_categories(other: CocoFile, train: CocoFile, key: str) -> CocoFile:
+    if other.categories != train.categories:
+        differ = f"{other.categories} vs {train.categories}"
+        raise ConfigError(key, f"categories differ from data.coco.annotations: {differ}")
+    return other
+
+
 def _val_file(cfg: DataConfig, train: CocoFile) -> CocoFile:
-    val = parse(Path(cfg.coco.val_annotations), Path(cfg.coco.images), "data.coco.val_annotations")
-    if val.categories != train.categories:
-        raise ConfigError(
-            "data.coco.val_annotations", f"categories differ from data.coco.annotations: {val.categories} vs {train.categories}"
-        )
-    return val
+    key = "data.coco.val_annotations"
+    return _same_categories(parse(Path(cfg.coco.val_annotations), Path(cfg.coco.images), key), train, key)
+
+
+def _test_file(cfg: DataConfig) -> CocoFile:
+    """The test JSON, checked against the others: same categories, no image of theirs."""
+    key = "data.coco.test_annotations"
+    train = _checked_train_file(cfg)
+    test = _same_categories(parse(Path(cfg.coco.test_annotations), Path(cfg.coco.images), key), train, key)
+    if not test.images:
+        raise ConfigError(key, f"no images listed in {cfg.coco.test_annotations}")
+    others = {cfg.coco.annotations: train}
+    if cfg.coco.val_annotations is not None:
+        others[cfg.coco.val_annotations] = _val_file(cfg, train)
+    tested = {image.path.resolve() for image in test.images}
+    for path, other in others.items():
+        shared = sorted(tested & {image.path.resolve() for image in other.images})
+        if shared:
+            raise ConfigError(key, f"image '{shared[0].name}' is also listed in {path}: test images must stay unseen")
+    return test
+
+
+def _checked_train_file(cfg: DataConfig) -> CocoFile:
+    train = _train_file(cfg)
+    if not train.images:
+        raise ConfigError("data.coco.annotations", f"no images listed in {cfg.coco.annotations}")
+    return train
 
 
 def class_names(cfg: DataConfig) -> list[str]:
@@ -190,11 +217,11 @@ def class_names(cfg: DataConfig) -> list[str]:
 
 
 def check(cfg: DataConfig) -> None:
-    train = _train_file(cfg)
-    if not train.images:
-        raise ConfigError("data.coco.annotations", f"no images listed in {cfg.coco.annotations}")
+    train = _checked_train_file(cfg)
     if cfg.coco.val_annotations is not None:
         _val_file(cfg, train)
+    if cfg.coco.test_annotations is not None:
+        _test_file(cfg)
 
 
 def image_set(coco: CocoFile) -> ImageSet:
@@ -214,11 +241,23 @@ def image_set(coco: CocoFile) -> ImageSet:
     )
 
 
-def load(cfg: DataConfig) -> Splits:
+def images(cfg: DataConfig) -> ImageSet:
+    """The training JSON's images (neither the val nor the test JSON is read)."""
+    return image_set(_checked_train_file(cfg))
+
+
+def fixed_val_source(cfg: DataConfig) -> str | None:
+    return "data.coco.val_annotations" if cfg.coco.val_annotations is not None else None
+
+
+def load_val(cfg: DataConfig) -> ImageSet:
+    return image_set(_val_file(cfg, _checked_train_file(cfg)))
+
+
+def fixed_test_source(cfg: DataConfig) -> str | None:
+    return "data.coco.test_annotations" if cfg.coco.test_annotations is not None else None
+
+
+def load_test(cfg: DataConfig) -> ImageSet:
     check(cfg)
-    train = _train_file(cfg)
-    names = [GOOD, *train.categories.values()]
-    if cfg.coco.val_annotations is not None:
-        return Splits(image_set(train), image_set(_val_file(cfg, train)), names)
-    train_set, val_set = stratified_split(image_set(train), cfg.val_fraction, cfg.split_seed)
-    return Splits(train_set, val_set, names)
+    return image_set(_test_file(cfg))

@@ -20,8 +20,7 @@ import numpy as np
 
 from training.config import DataConfig
 from training.data.imagefolder import IMAGE_SUFFIXES
-from training.data.multilabel_split import multilabel_split
-from training.data.samples import ImageSet, Splits
+from training.data.samples import ImageSet
 from training.errors import ConfigError
 
 COLUMNS = ("ImageId", "ClassId", "EncodedPixels")
@@ -76,41 +75,43 @@ def rle_encode(mask: np.ndarray) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(path: str, modified_ns: int) -> tuple[MaskRow, ...]:
+def _read_cached(path: str, modified_ns: int, key: str) -> tuple[MaskRow, ...]:
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ConfigError(
-                "data.csv.file", f"{path}: missing column(s) {', '.join(missing)}; found {reader.fieldnames or 'none'}"
-            )
-        return tuple(_parse(row, line, path) for line, row in enumerate(reader, start=2))
+            found = reader.fieldnames or "none"
+            raise ConfigError(key, f"{path}: missing column(s) {', '.join(missing)}; found {found}")
+        return tuple(_parse(row, line, path, key) for line, row in enumerate(reader, start=2))
 
 
-def _parse(row: dict[str, str], line: int, path: str) -> MaskRow:
+def _parse(row: dict[str, str], line: int, path: str, key: str) -> MaskRow:
     where = f"{path} line {line}"
     try:
         class_id = int(row["ClassId"])
     except (TypeError, ValueError):
-        raise ConfigError("data.csv.file", f"{where}: ClassId must be an integer, got {row['ClassId']!r}") from None
+        raise ConfigError(key, f"{where}: ClassId must be an integer, got {row['ClassId']!r}") from None
     if class_id < 1:
-        raise ConfigError("data.csv.file", f"{where}: ClassId must be >= 1, got {class_id}")
+        raise ConfigError(key, f"{where}: ClassId must be >= 1, got {class_id}")
     rle = (row["EncodedPixels"] or "").strip()
     try:
         rle_runs(rle)
     except ValueError as exc:
-        raise ConfigError("data.csv.file", f"{where}: unreadable EncodedPixels: {exc}") from None
+        raise ConfigError(key, f"{where}: unreadable EncodedPixels: {exc}") from None
     return MaskRow(str(row["ImageId"] or "").strip(), class_id, rle, line)
+
+
+def _rows(path: Path, key: str) -> tuple[MaskRow, ...]:
+    if not path.is_file():
+        raise ConfigError(key, f"file not found: {path}")
+    return _read_cached(str(path), path.stat().st_mtime_ns, key)
 
 
 def read_rows(cfg: DataConfig) -> tuple[MaskRow, ...]:
     """Every row of `data.csv.file`, validated (cached while the file is unchanged)."""
     if cfg.csv.file is None:
         raise ConfigError("data.csv.file", "required when data.kind is csv")
-    path = Path(cfg.csv.file)
-    if not path.is_file():
-        raise ConfigError("data.csv.file", f"file not found: {path}")
-    return _read_cached(str(path), path.stat().st_mtime_ns)
+    return _rows(Path(cfg.csv.file), "data.csv.file")
 
 
 def class_names(cfg: DataConfig) -> list[str]:
@@ -126,42 +127,73 @@ def _folder_images(folder: Path) -> list[str]:
 
 
 def check(cfg: DataConfig) -> None:
+    _check_training(cfg)
+    _check_test(cfg)
+
+
+def _check_training(cfg: DataConfig) -> None:
     rows = read_rows(cfg)
     if cfg.csv.images is None:
         raise ConfigError("data.csv.images", "required when data.kind is csv")
-    folder = Path(cfg.csv.images)
-    if not folder.is_dir():
-        raise ConfigError("data.csv.images", f"folder not found: {folder}")
     n_classes = len(class_names(cfg))
+    _check_images(rows, cfg.csv.file, "data.csv.classes", Path(cfg.csv.images), "data.csv.images", n_classes, 2)
+
+
+def _check_test(cfg: DataConfig) -> None:
+    file, folder = cfg.csv.test_file, cfg.csv.test_images
+    if file is None and folder is None:
+        return
+    if folder is None:
+        raise ConfigError("data.csv.test_images", "required with data.csv.test_file: the folder of the test images")
+    if file is None:
+        raise ConfigError("data.csv.test_file", "required with data.csv.test_images: the CSV of the test images")
+    if Path(folder).resolve() == Path(cfg.csv.images).resolve():
+        raise ConfigError("data.csv.test_images", f"{folder} is data.csv.images: expected a folder of test images only")
+    rows = _rows(Path(file), "data.csv.test_file")
+    _check_images(rows, file, "data.csv.test_file", Path(folder), "data.csv.test_images", len(class_names(cfg)), 1)
+
+
+def _check_images(
+    rows: tuple[MaskRow, ...], file: Path, classes_key: str, folder: Path, folder_key: str, n_classes: int, least: int
+) -> None:
+    """The CSV's class ids against the class count (errors on `classes_key`), its images against the
+    folder, which must hold at least `least` images (errors on `folder_key`)."""
+    if not folder.is_dir():
+        raise ConfigError(folder_key, f"folder not found: {folder}")
     for row in rows:
         if row.class_id > n_classes:
-            raise ConfigError(
-                "data.csv.classes",
-                f"{cfg.csv.file} line {row.line}: ClassId {row.class_id} but only {n_classes} classes",
-            )
+            where = f"{file} line {row.line}"
+            raise ConfigError(classes_key, f"{where}: ClassId {row.class_id} but only {n_classes} classes")
     present = set(_folder_images(folder))
     missing = sorted({row.image_id for row in rows} - present)
     if missing:
-        raise ConfigError(
-            "data.csv.images", f"{len(missing)} image(s) of the CSV not found in {folder}, e.g. {missing[0]!r}"
-        )
-    if len(present) < 2:
-        raise ConfigError("data.csv.images", f"expected at least 2 images in {folder}, found {len(present)}")
+        raise ConfigError(folder_key, f"{len(missing)} image(s) of the CSV not found in {folder}, e.g. {missing[0]!r}")
+    if len(present) < least:
+        raise ConfigError(folder_key, f"expected at least {least} image(s) in {folder}, found {len(present)}")
 
 
-def load_images(cfg: DataConfig) -> ImageSet:
-    """Every image of the folder, labelled by the CSV as an (n, classes) 0/1 array."""
-    check(cfg)
-    folder = Path(cfg.csv.images)
+def _labelled(rows: tuple[MaskRow, ...], folder: Path, n_classes: int) -> ImageSet:
+    """Every image of the folder, labelled by `rows` as an (n, classes) 0/1 array."""
     names = sorted(_folder_images(folder))
     index = {name: i for i, name in enumerate(names)}
-    labels = np.zeros((len(names), len(class_names(cfg))), np.uint8)
-    for row in read_rows(cfg):
+    labels = np.zeros((len(names), n_classes), np.uint8)
+    for row in rows:
         if row.rle:
             labels[index[row.image_id], row.class_id - 1] = 1
     return ImageSet(images=[str(folder / name) for name in names], labels=labels)
 
 
-def load(cfg: DataConfig) -> Splits:
-    train, val = multilabel_split(load_images(cfg), cfg.val_fraction, cfg.split_seed)
-    return Splits(train, val, class_names(cfg))
+def load_images(cfg: DataConfig) -> ImageSet:
+    """Every image of `data.csv.images`, labelled by `data.csv.file` (the test CSV and folder are not read)."""
+    _check_training(cfg)
+    return _labelled(read_rows(cfg), Path(cfg.csv.images), len(class_names(cfg)))
+
+
+def fixed_test_source(cfg: DataConfig) -> str | None:
+    return "data.csv.test_file" if cfg.csv.test_file is not None or cfg.csv.test_images is not None else None
+
+
+def load_test(cfg: DataConfig) -> ImageSet:
+    check(cfg)
+    rows = _rows(Path(cfg.csv.test_file), "data.csv.test_file")
+    return _labelled(rows, Path(cfg.csv.test_images), len(class_names(cfg)))

@@ -1,4 +1,6 @@
-"""ImageFolder data: ROOT/<class>/<image> (random split) or ROOT/{train,val}/<class>/<image>."""
+"""ImageFolder data: ROOT/<class>/<image> (random split) or ROOT/{train,val}/<class>/<image>, and with
+split: folders an optional ROOT/test/<class>/<image> test split. Class names come from the training
+folders; a val or test class folder of another name is not read."""
 
 from __future__ import annotations
 
@@ -7,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from training.config import DataConfig
-from training.data.samples import ImageSet, Splits
-from training.data.split import stratified_split
+from training.data.samples import ImageSet
 from training.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -30,6 +31,13 @@ def class_names(cfg: DataConfig) -> list[str]:
 
 
 def check(cfg: DataConfig) -> None:
+    _check_training(cfg)
+    names = class_names(cfg)
+    if fixed_test_source(cfg) is not None and not len(_scan(_test_root(cfg), names)):
+        raise ConfigError("data.imagefolder.root", f"{_test_root(cfg)} holds no images in class folders {names}")
+
+
+def _check_training(cfg: DataConfig) -> None:
     if cfg.imagefolder.root is None:
         raise ConfigError("data.imagefolder.root", "required when data.kind is imagefolder")
     root = _class_root(cfg)
@@ -54,11 +62,32 @@ def _scan(root: Path, names: list[str]) -> ImageSet:
     return ImageSet(images=paths, labels=np.asarray(labels, dtype=np.int64))
 
 
-def load(cfg: DataConfig) -> Splits:
+def images(cfg: DataConfig) -> ImageSet:
+    """The images of ROOT (split: random) or ROOT/train (split: folders), as paths."""
+    _check_training(cfg)
+    return _scan(_class_root(cfg), class_names(cfg))
+
+
+def fixed_val_source(cfg: DataConfig) -> str | None:
+    return "data.imagefolder.split: folders" if cfg.imagefolder.split == "folders" else None
+
+
+def load_val(cfg: DataConfig) -> ImageSet:
+    _check_training(cfg)
+    return _scan(Path(cfg.imagefolder.root) / "val", class_names(cfg))
+
+
+def _test_root(cfg: DataConfig) -> Path:
+    return Path(cfg.imagefolder.root) / "test"
+
+
+def fixed_test_source(cfg: DataConfig) -> str | None:
+    """ROOT/test with split: folders, when the folder is there (with split: random, ROOT holds classes)."""
+    if cfg.imagefolder.root is None or cfg.imagefolder.split != "folders" or not _test_root(cfg).is_dir():
+        return None
+    return f"the test folder {_test_root(cfg)}"
+
+
+def load_test(cfg: DataConfig) -> ImageSet:
     check(cfg)
-    names = class_names(cfg)
-    if cfg.imagefolder.split == "folders":
-        root = Path(cfg.imagefolder.root)
-        return Splits(_scan(root / "train", names), _scan(root / "val", names), names)
-    train, val = stratified_split(_scan(_class_root(cfg), names), cfg.val_fraction, cfg.split_seed)
-    return Splits(train, val, names)
+    return _scan(_test_root(cfg), class_names(cfg))

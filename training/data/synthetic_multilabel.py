@@ -19,9 +19,8 @@ import functools
 import cv2
 import numpy as np
 
-from training.config import DataConfig, SyntheticData
-from training.data.multilabel_split import multilabel_split
-from training.data.samples import ImageSet, Splits
+from training.config import SyntheticData
+from training.data.samples import ImageSet
 from training.data.synthetic import (
     _CHUNK_PIXELS,
     Drawer,
@@ -48,11 +47,6 @@ def generate(cfg: SyntheticData, shape: tuple[int, int]) -> ImageSet:
     (shared read-only arrays: copy one before editing it)."""
     cached = _generate_cached(cfg.model_dump_json(), *shape)
     return ImageSet(list(cached.images), cached.labels)
-
-
-def load(cfg: DataConfig) -> Splits:
-    train, val = multilabel_split(generate(cfg.synthetic, cfg.image_shape()), cfg.val_fraction, cfg.split_seed)
-    return Splits(train, val, defect_classes(cfg.synthetic))
 
 
 @functools.lru_cache(maxsize=4)
