@@ -1,6 +1,7 @@
 """`python -m training train CONFIG.yaml`: one training run outside Ray, logged to MLflow.
+`python -m training evaluate RUN_DIR...`: trained models scored on a split, with bootstrap intervals.
 
-The config is read and checked before torch loads (seconds), so a mistake is answered at once.
+Configs are read and checked before torch loads (seconds), so a mistake is answered at once.
 """
 
 from __future__ import annotations
@@ -29,13 +30,34 @@ SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/macro_f1", "val/miss_rat
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description="Train one config, no Ray needed.")
+    description = "Train one config, or score trained models; no Ray needed."
+    parser = argparse.ArgumentParser(prog="python -m training", description=description)
     verbs = parser.add_subparsers(dest="verb", required=True)
     train = verbs.add_parser("train", help="train a config YAML (e.g. one exported by `python -m search export`)")
     train.add_argument("config", type=Path, help="training config YAML")
     train.add_argument("--epochs", type=int, help="override train.epochs")
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: the config's, else sqlite:///results/mlflow.db)")
     train.add_argument("--out", type=Path, help="output folder (default: results/train/<config name>-<time>)")
+    evaluate = verbs.add_parser(
+        "evaluate", help="score trained models on a split: each metric with its 95%% bootstrap interval"
+    )
+    evaluate.add_argument(
+        "runs", type=Path, nargs="+", metavar="RUN_DIR",
+        help="folders of `training train` (config.yaml, model.pt) or search checkpoints (state.pt): one config's seeds",
+    )  # fmt: skip
+    evaluate.add_argument("--split", help="test (the default when the data has one) or val")
+    evaluate.add_argument(
+        "--data", type=Path, help="YAML file whose data: section replaces the runs' data (keys it leaves out stay the runs')"
+    )
+    evaluate.add_argument(
+        "--against", type=Path, nargs="+", metavar="RUN_DIR", help="a second group (e.g. the baseline's seeds): A - B per metric"
+    )
+    evaluate.add_argument(
+        "--resamples", type=int, help="bootstrap resamples (default: the task's; fewer for detection, each costs two mAPs per model)"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    evaluate.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    evaluate.add_argument("-o", "--output", type=Path, help="write the results to this JSON file")
     return parser
 
 
@@ -109,11 +131,34 @@ def train(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def evaluate(args: argparse.Namespace, console: Console) -> int:
+    from training.evaluate import DEVICES, plan, report, score  # per verb, as search/cli.py imports
+
+    if args.resamples is not None and args.resamples < 1:
+        raise ConfigError("--resamples", f"expected a positive number of resamples, got {args.resamples}")
+    if args.device not in DEVICES:
+        raise ConfigError("--device", f"expected one of {', '.join(DEVICES)}, got '{args.device}'")
+    planned = plan(args.runs, args.against or [], args.split, args.data)
+    evaluation = score(planned, args.resamples, seed=args.seed, device=args.device)
+    if not console.is_terminal:  # a log or a pipe has no width to fit: one line per metric
+        console.width = max(console.width, 120)
+    for part in report(evaluation):
+        console.print(part)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(evaluation.to_json(), indent=2))
+        console.print(f"written: {args.output}")
+    return EXIT_OK
+
+
+VERBS = {"train": train, "evaluate": evaluate}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(highlight=False, soft_wrap=True)  # one line per epoch, also in a plain log
     try:
-        return train(args, console)
+        return VERBS[args.verb](args, console)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class EpochReport:
     metrics: dict[str, float]
     state: Callable[[], dict[str, Any]]
     extras: dict[str, Any] = field(default_factory=dict)  # Task.epoch_extras(): JSON-able, logged as artifacts
+    chance: dict[str, float] = field(default_factory=dict)  # Task.chance_metrics(): a constant prediction's
 
 
 EpochCallback = Callable[[EpochReport], None]
@@ -48,60 +50,112 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def fold_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """The config of each model a run trains: one, or one per fold with `data.fold` set (k-fold)."""
+    if cfg.data.folds == 1:
+        return [cfg]
+    return [cfg.model_copy(update={"data": cfg.data.model_copy(update={"fold": i})}) for i in range(cfg.data.folds)]
+
+
+@dataclass
+class ModelRun:
+    """One model's training: its task (data, model, loss) with its optimizer, schedule and loss scaler."""
+
+    cfg: TrainConfig
+    task: Task
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def start(cls, cfg: TrainConfig, runtime: Runtime) -> ModelRun:
+        seed_everything(cfg.seed)
+        task = create_task(cfg, runtime)
+        if cfg.train.compile:
+            compile_model(task.model, runtime.device)
+        # a later phase may unfreeze stages: the optimizer holds every parameter (a frozen one has no
+        # gradient, so the optimizer skips it, weight decay included)
+        with all_trainable(task.model):
+            optimizer = create_optimizer(task.model, cfg.optim)
+        scheduler = create_scheduler(optimizer, cfg.optim, cfg.train.epochs, len(task.train_loader))
+        return cls(cfg, task, optimizer, scheduler, runtime.grad_scaler())
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.task.model.load_state_dict(state["model"])
+        if "optimizer" in state:  # absent from a finished run's state: nothing is left to train
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+
+    def state(self, final: bool) -> dict[str, Any]:
+        if final:
+            # a finished run resumes nothing: the optimizer's moments (twice the model for AdamW) would only be copied
+            return {"model": self.task.model.state_dict()}
+        return {
+            "model": self.task.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),  # fp16's loss scale: empty when loss scaling is off
+        }
+
+    def epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch and evaluate: the epoch's metrics. Every epoch starts from generators
+        seeded by (seed, epoch): a run resumed at epoch k draws what an uninterrupted one draws there."""
+        seed_everything(epoch_seed_of(self.cfg.seed, epoch))
+        self.task.start_epoch(epoch)
+        lr_factor = phase_at(self.cfg, epoch).lr_factor
+        train = self.cfg.train
+        loss = train_one_epoch(self.task, self.optimizer, self.scheduler, self.scaler, train.grad_clip, epoch, lr_factor)
+        return {"train/loss": loss, **self.task.evaluate(), "train/lr": self.optimizer.param_groups[0]["lr"]}
+
+
+def mean_metrics(per_model: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric averaged over the models whose value is finite (NaN where none is): a fold
+    without a defect image has no miss rate, and the other folds' still say something."""
+    if len(per_model) == 1:
+        return per_model[0]
+    means = {}
+    for key in dict.fromkeys(k for metrics in per_model for k in metrics):
+        finite = [m[key] for m in per_model if key in m and math.isfinite(m[key])]
+        means[key] = sum(finite) / len(finite) if finite else math.nan
+    return means
+
+
 def fit(
     cfg: TrainConfig,
     runtime: Runtime | None = None,
     on_epoch: EpochCallback | None = None,
     resume_state: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Train `cfg` for `cfg.train.epochs` epochs; returns the last epoch's metrics."""
+    """Train `cfg` for `cfg.train.epochs` epochs; returns the last epoch's metrics. With
+    `data.folds` = k > 1 it trains k models in lockstep, fold i validating model i, and every epoch's
+    metrics are their means over the folds."""
     runtime = runtime or Runtime.from_config(cfg.train)
     check_phases(cfg)
     runtime.apply()
-    seed_everything(cfg.seed)
-    task = create_task(cfg, runtime)
-    if cfg.train.compile:
-        compile_model(task.model, runtime.device)
-    # a later phase may unfreeze stages: the optimizer holds every parameter (a frozen one has no
-    # gradient, so the optimizer skips it, weight decay included)
-    with all_trainable(task.model):
-        optimizer = create_optimizer(task.model, cfg.optim)
-    scheduler = create_scheduler(optimizer, cfg.optim, cfg.train.epochs, len(task.train_loader))
-    scaler = runtime.grad_scaler()
+    runs = [ModelRun.start(fold_cfg, runtime) for fold_cfg in fold_configs(cfg)]
+    chance = mean_metrics([run.task.chance_metrics() for run in runs])
     start = 1
     if resume_state:
-        task.model.load_state_dict(resume_state["model"])
-        if "optimizer" in resume_state:  # absent from a finished run's state: nothing is left to train
-            optimizer.load_state_dict(resume_state["optimizer"])
-            scheduler.load_state_dict(resume_state["scheduler"])
-            if resume_state.get("scaler"):
-                scaler.load_state_dict(resume_state["scaler"])
+        for run, state in zip(runs, resume_state.get("folds") or [resume_state]):
+            run.load(state)
         start = resume_state["epoch"] + 1
 
     def state(epoch: int) -> dict[str, Any]:
-        model = {"epoch": epoch, "model": task.model.state_dict(), "config": cfg.model_dump(mode="json")}
-        if epoch == cfg.train.epochs:
-            # a finished run resumes nothing: the optimizer's moments (twice the model for AdamW) would only be copied
-            return model
-        return model | {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),  # fp16's loss scale: empty when loss scaling is off
-        }
+        models = [run.state(final=epoch == cfg.train.epochs) for run in runs]
+        # fold 0 also at the top, where a single model's state is: the same tensors, saved once
+        folds = {"folds": models} if len(models) > 1 else {}
+        return {"epoch": epoch, **models[0], **folds, "config": cfg.model_dump(mode="json")}
 
     metrics: dict[str, float] = {}
     for epoch in range(start, cfg.train.epochs + 1):
         began = time.perf_counter()
-        # every epoch starts from generators seeded by (seed, epoch): a run resumed at epoch k
-        # draws what an uninterrupted one draws there
-        seed_everything(epoch_seed_of(cfg.seed, epoch))
-        task.start_epoch(epoch)
-        lr_factor = phase_at(cfg, epoch).lr_factor
-        train_loss = train_one_epoch(task, optimizer, scheduler, scaler, cfg.train.grad_clip, epoch, lr_factor)
-        metrics = {"train/loss": train_loss, **task.evaluate(), "train/lr": optimizer.param_groups[0]["lr"]}
+        metrics = mean_metrics([run.epoch(epoch) for run in runs])
         metrics["time/epoch_s"] = time.perf_counter() - began
         if on_epoch:
-            on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e), task.epoch_extras()))
+            extras = runs[0].task.epoch_extras()  # diagnostics (histograms): the first fold's stand for all
+            on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e), extras, chance))
     return metrics
 
 

@@ -9,11 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
+from training.data.samples import ImageSet
+from training.errors import ConfigError
+from training.metrics.bootstrap import RESAMPLES
 from training.models import all_trainable
 from training.optim import create_optimizer
 from training.runtime import Runtime
@@ -43,6 +47,33 @@ class ReportTable:
     rows: list[list[Any]]
     figure: Figure | None = None
     summary: str = ""  # one console line
+
+
+class ModelOutputs(ABC):
+    """A trained model's outputs on a fixed list of images, scored on any resample of them (the
+    bootstrap of `training.metrics.bootstrap` calls `metrics` once per resample)."""
+
+    headline: ClassVar[str]  # the metric a verdict leads with (what a search of this task usually maximizes)
+    resamples: ClassVar[int] = RESAMPLES  # the bootstrap's default: what the cost of `metrics` affords
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The number of images."""
+
+    @abstractmethod
+    def metrics(self, indices: np.ndarray | None = None) -> dict[str, float]:
+        """The model's metrics on the images at `indices` (repeats allowed; None = all of them), keyed
+        like the task's validation metrics without `val/` (no loss: that needs the training data)."""
+
+
+def load_weights(model: nn.Module, state: dict[str, Any]) -> None:
+    """`model.load_state_dict(state)`, a mismatch told as a ConfigError on `model`."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        lines = str(exc).splitlines()  # torch's first line only names the module class
+        detail = (lines[1] if len(lines) > 1 else str(exc)).strip()[:200]
+        raise ConfigError("model", f"the saved weights do not fit this config's model ({detail})") from None
 
 
 class Task(ABC):
@@ -87,6 +118,24 @@ class Task(ABC):
         task without tables costs no data load."""
         return []
 
+    @classmethod
+    def outputs(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any], images: ImageSet) -> ModelOutputs:
+        """The outputs on `images` (labels indexing `training.data.class_names(cfg.data)`) of the model
+        of `cfg` with the weights `model_state` (a saved `task.model.state_dict()`), computed as
+        `evaluate` computes them on the validation split, without loading the training data. A task
+        that cannot says so with a ConfigError."""
+        raise ConfigError("task", f"task '{cls.name}' cannot score a saved model on images")
+
+    @classmethod
+    def _bare(cls, cfg: TrainConfig, runtime: Runtime) -> Task:
+        """An instance without data or model, for `outputs` to give a model and predict with: `__init__`
+        would load and decode the training split. Its model starts from no weights file (pretrained,
+        init_from): saved weights replace them."""
+        task = cls.__new__(cls)
+        model = cfg.model.model_copy(update={"pretrained": False, "init_from": None})
+        Task.__init__(task, cfg.model_copy(update={"model": model}), runtime)
+        return task
+
     def start_epoch(self, epoch: int) -> None:
         """Re-seed per-epoch randomness (shuffling, augmentation, mixing) from (seed, epoch), so a run
         resumed at epoch k sees the same batches as an uninterrupted one. `fit` has just seeded
@@ -123,6 +172,13 @@ class Task(ABC):
         self.model.eval()
         with self.runtime.autocast():
             self.training_loss(batch).item()
+
+    def chance_metrics(self) -> dict[str, float]:
+        """The validation metrics (`val/...`) of a constant prediction that knows only the training
+        split's class frequencies: the chance level a model starts from. A search does not stop
+        trials at an epoch where its reference config still scores this (search/rungs.py). None by
+        default (no such rule for the task)."""
+        return {}
 
     def epoch_extras(self) -> dict[str, Any]:
         """JSON-able per-epoch data that is not a scalar metric (e.g. a score histogram); logged as

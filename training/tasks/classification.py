@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from training.config import TrainConfig
+from training.config import EvalConfig, TrainConfig
 from training.data import class_names, is_multilabel
 from training.data.dataset import ClassificationDataset
 from training.errors import ConfigError
@@ -17,13 +19,61 @@ from training.figures import confusion_figure
 from training.imbalance import balanced_sampler, class_weights
 from training.losses.classification import create_loss, defect_alpha
 from training.metrics.calibration import CALIBRATION_METRICS, THRESHOLD_METRIC, calibration_metrics
-from training.metrics.classification import classification_metric_names, classification_metrics
+from training.metrics.classification import classification_metric_names, classification_metrics, inspection_rates
 from training.mix import mix_batch, mix_enabled
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
 from training.tasks.base import ExportedSetting, ReportTable
-from training.tasks.image import ImageTask
+from training.tasks.image import ImageOutputs, ImageTask
 from training.tta import tta_logits
+
+
+def validation_metrics(
+    logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], settings: EvalConfig
+) -> dict[str, float]:
+    """The task's validation metrics but the loss: `classification_metrics`, and the calibrated
+    threshold with its overkill when `eval.target_miss_rate` is set."""
+    metrics = classification_metrics(logits, targets, class_names, settings.good_class)
+    if settings.target_miss_rate is not None:
+        good = class_names.index(settings.good_class)
+        metrics.update(calibration_metrics(logits.softmax(dim=1), targets, good, settings.target_miss_rate))
+    return metrics
+
+
+def rates_at_threshold(probs: torch.Tensor, targets: torch.Tensor, good: int, threshold: float) -> tuple[float, float]:
+    """(miss rate, overkill rate) when an image is called defective at P(defect) = 1 - P(good) >= threshold."""
+    defective = (1.0 - probs[:, good].double()) >= threshold  # in float64, as the calibration compares
+    likeliest_defect = probs.index_fill(1, torch.tensor([good]), -1.0).argmax(dim=1)
+    predicted = torch.where(defective, likeliest_defect, good)
+    return inspection_rates(multiclass_confusion_matrix(predicted, targets, probs.shape[1]), good)
+
+
+@dataclass(frozen=True)
+class ClassificationOutputs(ImageOutputs):
+    """A classifier's outputs; miss and overkill rates at `eval.decision_threshold` when it is set (as
+    deployed), else at the argmax (as validation scores them)."""
+
+    class_names: list[str]
+    settings: EvalConfig
+    headline: ClassVar[str] = "macro_f1"
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(N, C) class probabilities."""
+        return self.logits.softmax(dim=1)
+
+    def metrics(self, indices: np.ndarray | None = None) -> dict[str, float]:
+        logits, targets = self.at(indices)
+        metrics = validation_metrics(logits, targets, self.class_names, self.settings)
+        threshold = self.settings.decision_threshold
+        if threshold is not None and "miss_rate" in metrics:
+            good = self.class_names.index(self.settings.good_class)
+            rates = rates_at_threshold(logits.softmax(dim=1), targets, good, threshold)
+            metrics["miss_rate"], metrics["overkill_rate"] = rates
+        return metrics
+
+
+PRIOR_FLOOR = 1e-6  # a class absent from training gets this probability: a finite loss on validation
 
 
 @register_task("classification")
@@ -104,12 +154,13 @@ class ClassificationTask(ImageTask):
     def val_logits(self, images: torch.Tensor) -> torch.Tensor:
         return tta_logits(self.model, self._inputs(images), self.cfg.eval.tta)
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        logits, targets = self.predictions()
-        metrics = classification_metrics(logits, targets, self.class_names, self.cfg.eval.good_class)
-        metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
-        if self.cfg.eval.target_miss_rate is not None:
-            good = self.class_names.index(self.cfg.eval.good_class)
-            metrics.update(calibration_metrics(logits.softmax(dim=1), targets, good, self.cfg.eval.target_miss_rate))
-        return {f"val/{k}": v for k, v in metrics.items()}
+    def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> ClassificationOutputs:
+        return ClassificationOutputs(logits, targets, self.class_names, self.cfg.eval)
+
+    def metrics_of(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return validation_metrics(logits, targets, self.class_names, self.cfg.eval)
+
+    def prior_logits(self) -> torch.Tensor:
+        """Log class frequencies of the training split: the commonest class wins every image."""
+        counts = np.bincount(self.train_set.labels, minlength=len(self.class_names))
+        return torch.as_tensor(counts / counts.sum(), dtype=torch.float32).clamp_min(PRIOR_FLOOR).log()

@@ -4,15 +4,20 @@ per-epoch reseeding, and the model/phase checks."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import cv2
+import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.augment import normalize_batch, train_transform
-from training.config import AugmentConfig, TrainConfig
-from training.data import check_data, load_splits
+from training.config import AugmentConfig, DataConfig, TrainConfig
+from training.data import check_data, class_names, load_splits
 from training.data.cache import device_tensors, prepared_splits
 from training.data.loading import DeviceBatches, batch_order, make_loader
 from training.data.samples import ImageSet
@@ -20,7 +25,30 @@ from training.device_augment import DeviceAugment, check_placement, device_capab
 from training.models import check_freeze_stages, check_model_name, check_pretrained, create_model, set_frozen_stages
 from training.phases import check_phases, phase_at
 from training.runtime import Runtime, epoch_seed_of
-from training.tasks.base import Task
+from training.tasks.base import ModelOutputs, Task, load_weights
+
+
+def _batch_size(data: DataConfig, shuffle: bool) -> int:
+    # validation keeps no activations for a backward pass: larger batches
+    return data.batch_size if shuffle else max(data.batch_size, 64)
+
+
+@dataclass(frozen=True)
+class ImageOutputs(ModelOutputs):
+    """Per-image logits as validation computes them (TTA included) and targets, on the CPU."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def at(self, indices: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) of the images at `indices` (None = all)."""
+        if indices is None:
+            return self.logits, self.targets
+        pick = torch.as_tensor(indices, dtype=torch.long)
+        return self.logits[pick], self.targets[pick]
 
 
 class ImageTask(Task):
@@ -28,6 +56,7 @@ class ImageTask(Task):
 
     dataset_class: ClassVar[type[Dataset]]
     target_dtype: ClassVar[torch.dtype]  # of the batched targets: what `dataset_class` collates to
+    criterion: nn.Module  # the loss; a subclass sets it
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
         super().__init__(cfg, runtime)
@@ -45,9 +74,51 @@ class ImageTask(Task):
             self.tensors = {True: (images[0], targets[0]), False: (images[1], targets[1])}  # by shuffle (train)
         self._use_augment(phase_at(cfg, 1).augment)
         self.val_loader = self._loader(self.dataset_class(self.splits.val, shape), shuffle=False)
-        self.model = create_model(cfg.model, len(self.class_names)).to(runtime.device)
-        if runtime.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self._create_model()
+
+    def _create_model(self) -> nn.Module:
+        model = create_model(self.cfg.model, len(self.class_names)).to(self.runtime.device)
+        return model.to(memory_format=torch.channels_last) if self.runtime.channels_last else model
+
+    @classmethod
+    def outputs(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any], images: ImageSet) -> ModelOutputs:
+        task = cls._bare(cfg, runtime)
+        task.class_names = class_names(cfg.data)
+        task.model = task._create_model()
+        load_weights(task.model, model_state)
+        return task.scored(*task.predictions(task.eval_loader(images)))
+
+    @abstractmethod
+    def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> ImageOutputs:
+        """Logits and targets from `predictions`, as outputs that score any resample of them."""
+
+    @abstractmethod
+    def metrics_of(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """The validation metrics of `logits` on `targets`, the loss aside, without the `val/` prefix."""
+
+    @abstractmethod
+    def prior_logits(self) -> torch.Tensor:
+        """(C,) logits of a constant prediction that knows only the training split's class frequencies."""
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        return self.val_scores(*self.predictions())
+
+    @torch.no_grad()
+    def chance_metrics(self) -> dict[str, float]:
+        targets = self._targets(self.splits.val)
+        return self.val_scores(self.prior_logits().expand(len(targets), -1), targets)
+
+    def val_scores(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        """The `val/...` metrics of `logits` on `targets`, loss included: what `evaluate` reports."""
+        metrics = self.metrics_of(logits, targets)
+        metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
+        return {f"val/{k}": v for k, v in metrics.items()}
+
+    def eval_loader(self, images: ImageSet) -> DataLoader:
+        """`images` in order, resized and not augmented, in batches as the validation split's."""
+        dataset = self.dataset_class(images, self.cfg.data.image_shape())
+        return make_loader(dataset, self.cfg.data, self.runtime, False, batch_size=_batch_size(self.cfg.data, False))
 
     def _targets(self, images: ImageSet) -> torch.Tensor:
         return torch.as_tensor(images.labels, dtype=self.target_dtype)
@@ -69,7 +140,7 @@ class ImageTask(Task):
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> Any:
         data = self.cfg.data
-        batch_size = data.batch_size if shuffle else max(data.batch_size, 64)
+        batch_size = _batch_size(data, shuffle)
         sampler = self.train_sampler(dataset) if shuffle else None
         if not self.device_batches:
             return make_loader(dataset, data, self.runtime, shuffle, self.shuffle_generator, batch_size, sampler)
@@ -120,12 +191,12 @@ class ImageTask(Task):
             self.val_logits(batch[0]).float()
 
     @torch.no_grad()
-    def predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, targets) over the validation split, on the CPU."""
+    def predictions(self, loader: Iterable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, targets) over the validation split (or `loader`'s batches), on the CPU."""
         self.model.eval()
         logits, targets = [], []
         with self.runtime.autocast():
-            for images, labels in self.val_loader:
+            for images, labels in self.val_loader if loader is None else loader:
                 logits.append(self.val_logits(images).float())
                 targets.append(labels)
         return torch.cat(logits).cpu(), torch.cat(targets).cpu()

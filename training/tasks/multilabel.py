@@ -3,8 +3,10 @@ image, one sigmoid output per class; an image with no class predicted is good.""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 
 from training.config import TrainConfig
@@ -16,8 +18,10 @@ from training.losses.multilabel import create_multilabel_loss
 from training.metrics.multilabel import multilabel_metric_names, multilabel_metrics
 from training.runtime import Runtime
 from training.tasks import register_task
-from training.tasks.image import ImageTask
+from training.tasks.image import ImageOutputs, ImageTask
 
+
+PRIOR_FLOOR = 1e-6  # a class never (or always) present in training: a finite logit
 
 # knobs built for one class per image; rejected up front instead of silently ignored
 _SINGLE_LABEL_KNOBS: dict[str, Callable[[TrainConfig], bool]] = {
@@ -28,6 +32,23 @@ _SINGLE_LABEL_KNOBS: dict[str, Callable[[TrainConfig], bool]] = {
     "eval.tta": lambda cfg: bool(cfg.eval.tta),
     "eval.target_miss_rate": lambda cfg: cfg.eval.target_miss_rate is not None,
 }
+
+
+@dataclass(frozen=True)
+class MultiLabelOutputs(ImageOutputs):
+    """A multi-label classifier's outputs (one logit per class)."""
+
+    class_names: list[str]
+    headline: ClassVar[str] = "macro_f1"
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(N, C) per-class probabilities."""
+        return self.logits.sigmoid()
+
+    def metrics(self, indices: np.ndarray | None = None) -> dict[str, float]:
+        logits, targets = self.at(indices)
+        return multilabel_metrics(logits.sigmoid(), targets, self.class_names)
 
 
 @register_task("multilabel")
@@ -61,9 +82,13 @@ class MultiLabelTask(ImageTask):
         images, labels = batch
         return self.criterion(self.model(self._train_inputs(images)), labels.to(self.runtime.device))
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        logits, targets = self.predictions()
-        metrics = multilabel_metrics(logits.sigmoid(), targets, self.class_names)
-        metrics["loss"] = float(self.criterion(logits.to(self.runtime.device), targets.to(self.runtime.device)))
-        return {f"val/{k}": v for k, v in metrics.items()}
+    def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> MultiLabelOutputs:
+        return MultiLabelOutputs(logits, targets, self.class_names)
+
+    def metrics_of(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return self.scored(logits, targets).metrics()
+
+    def prior_logits(self) -> torch.Tensor:
+        """Each class at its frequency in the training split (as a logit)."""
+        frequencies = torch.as_tensor(self.train_set.labels.mean(axis=0), dtype=torch.float32)
+        return torch.logit(frequencies.clamp(PRIOR_FLOOR, 1 - PRIOR_FLOOR))

@@ -80,7 +80,7 @@ class SemiDetectionTask(DetectionTask):
     device_batches_ok = False  # its mixed batches come from a DataLoader
 
     def __init__(self, cfg: TrainConfig, runtime: Runtime):
-        super().__init__(cfg, runtime)  # the supervised task: labels, val loader, the student detector
+        super().__init__(cfg, runtime)  # the supervised task: labels, val loader, the student and its teacher
         labeled, unlabeled = split_labeled(
             self.train_loader.dataset.images, cfg.semi.labeled_fraction, cfg.data.split_seed
         )
@@ -90,13 +90,15 @@ class SemiDetectionTask(DetectionTask):
         views = AugmentConfig() if self.views else cfg.augment  # made on the device: the loader hands raw images
         self.weak, self.strong = weak_transform(views, cfg.seed), strong_transform(views, cfg.seed)
         self.train_loader = self._mixed_loader(labeled, unlabeled)
-        self.model = StudentTeacher(self.model)
         self.learner = PSEUDO_LOSSES[cfg.model.detector]
         self.stats = PseudoStats(self.labels.defect_names, self.learner.stages)
         self.epoch = 0
         # supervised loss, unsupervised loss, batches of this epoch; on the device: read once per epoch,
         # not synced every step
         self.loss_sums = torch.zeros(3, device=runtime.device)
+
+    def _create_model(self) -> StudentTeacher:
+        return StudentTeacher(super()._create_model())
 
     def _mixed_loader(self, labeled, unlabeled) -> DataLoader:
         data, size = self.cfg.data, self.cfg.data.image_size
