@@ -67,6 +67,7 @@ def space(
         "space": {first: {"uniform": [1.0e-4, 1.0e-1]}, second: {"uniform": [0.0, 4.0]}},
         "search": {
             "metric": metric, "mode": mode, "num_samples": len(points), "max_concurrent": concurrency, "seed": 0, "baseline": points,
+            "noise_seeds": 0, "confirm": False,  # the same 16 configs as the peer glue, nothing more
             **({} if checkpoint_every_s is None else {"checkpoint_every_s": checkpoint_every_s}),
         },
         "scheduler": {"name": "asha", "max_epochs": epochs, "grace_period": epochs, "brackets": 1},

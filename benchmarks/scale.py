@@ -28,7 +28,7 @@ def probe_space(trials: int, concurrency: int) -> dict[str, Any]:
         "data": {"batch_size": 16},
         "base": {},
         "space": {"optim.lr": {"loguniform": [1.0e-3, 1.0e-1]}, "optim.weight_decay": {"uniform": [0.0, 0.1]}},
-        "search": {"metric": "val/loss", "mode": "min", "num_samples": trials, "max_concurrent": concurrency, "seed": 0},
+        "search": {"metric": "val/loss", "mode": "min", "noise_seeds": 0, "confirm": False, "num_samples": trials, "max_concurrent": concurrency, "seed": 0},
         "scheduler": {"name": "none", "max_epochs": EPOCHS},
         "resources": {"cpu": 1, "gpu": 0},
     }

@@ -98,7 +98,7 @@ def space(name: str, args: argparse.Namespace, seed: int, trials: int, scheduler
         },
         "base": {"model": {"name": "test_resnet"}, "loss": {"name": "focal"}, "optim": {"name": "adamw", "schedule": "onecycle"}},
         "space": SPACE,
-        "search": {"metric": METRIC, "mode": "max", "num_samples": trials, "max_concurrent": args.concurrency, "seed": seed, "score": score},
+        "search": {"metric": METRIC, "mode": "max", "noise_seeds": 0, "confirm": False, "num_samples": trials, "max_concurrent": args.concurrency, "seed": seed, "score": score},
         "scheduler": {**scheduler, "max_epochs": args.max_epochs},
         "resources": {"cpu": 1, "gpu": 0},
     }

@@ -42,8 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     resume = verbs.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("result_dir", type=Path, help="the search's results folder, e.g. results/quickstart")
     resume.add_argument("--restart-unfinished", action="store_true", help="restart unfinished trials from scratch")
-    check = verbs.add_parser("check", help="dry-run a space file: validate, sample 3 configs, time one batch")
+    check = verbs.add_parser(
+        "check", help="dry-run a space file: validate, sample 3 configs, time one batch, train the first config's curve"
+    )
     check.add_argument("space", type=Path, help="space file (YAML)")
+    check.add_argument(
+        "--no-curve", action="store_true", help="skip the first config's full-budget run (its curve proposes a grace period)"
+    )
     report = verbs.add_parser("report", help="leaderboard, parameter importance and plots of a search")
     report.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
     report.add_argument("--top", type=int, default=10, help="trials in the leaderboard (default 10)")
@@ -174,7 +179,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     warn_unread(read_plan(args.space))  # the file's mistakes before torch loads
     from search.check import run_check
 
-    return run_check(args.space, console)
+    return run_check(args.space, console, curve=not args.no_curve)
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:

@@ -35,8 +35,31 @@ def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str, setti
         "its metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(trial["metrics"].items())),
     ]
     lines += [setting.note for setting in settings]
+    lines += conclusion_lines(summary, trial)
     lines.append("retrain: python -m training train <this file>")
     return "".join(f"# {line}\n" for line in lines)
+
+
+def conclusion_lines(summary: dict[str, Any], trial: dict[str, Any]) -> list[str]:
+    """What confirmation and the verdict said, when the exported trial is the search's pick."""
+    best = summary.get("best") or {}
+    if trial["trial_id"] != best.get("trial_id"):
+        return []
+    from search.decide import confirmation_line
+    from search.summary import label
+
+    lines = []
+    noise = summary.get("noise") or {}
+    if noise.get("reference"):
+        lines.append(f"seed noise of {summary['metric']}: {noise['text']}")
+    confirmation = summary.get("confirmation")
+    if confirmation:
+        for group in confirmation["groups"]:
+            lines.append(f"confirmed: {label(summary, group['group'])} mean {group['mean']:.4g} +- {group['sd']:.2g} over {group['n']} seeds")
+        lines.append(confirmation_line(confirmation, summary["metric"], lambda g: label(summary, g)))
+    if summary.get("verdict"):
+        lines.append(summary["verdict"]["text"])
+    return lines
 
 
 def config_yaml(summary: dict[str, Any], trial: dict[str, Any], picked_by: str) -> str:

@@ -1,8 +1,9 @@
 """An append-only record of a search's trials that outlives the driver process.
 
-One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, why a rule stopped
-it, how it ended. A resumed search replays it, so it continues the same MLflow runs instead of duplicating them,
-and the final summary still has every epoch from before the interruption.
+One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, why a rule or a rung
+stopped it, how it ended; and once, that the searcher handed out its last trial (`finished`). A
+resumed search replays it, so it continues the same MLflow runs instead of duplicating them, and the
+final summary still has every epoch from before the interruption.
 """
 
 from __future__ import annotations
@@ -22,8 +23,13 @@ class TrialJournal:
         self.path = path
         self.run_ids: dict[str, str] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}
-        self.stop_reasons: dict[str, str] = {}
+        self.stop_reasons: dict[str, str] = {}  # a stop rule ended the trial (it counts as finished)
+        self.cut_reasons: dict[str, str] = {}  # a rung stopped the trial early (why, in words)
+        self.kept_reasons: dict[str, list[str]] = {}  # rung decisions the noise rules waived (why)
         self.ended: dict[str, str] = {}
+        self.groups: dict[str, str] = {}  # trial -> trial id of its config's first run (replicas share it)
+        self.reference: str | None = None  # the group whose seeds measure the noise
+        self.finished = False  # the searcher has handed out every trial it will
         self._offset = 0
         self.refresh()
 
@@ -42,15 +48,25 @@ class TrialJournal:
         return self
 
     def _apply(self, event: dict[str, Any]) -> None:
+        if event.get("search") == "finished":
+            self.finished = True
+            return
         trial = event["trial"]
         if "run" in event:
             self.run_ids[trial] = event["run"]
+            self.groups[trial] = event.get("group", trial)
+            if event.get("reference"):
+                self.reference = self.groups[trial]
         if "epoch" in event:
             # a trial resumed from an earlier checkpoint reports those epochs again: the newest wins
             kept = [h for h in self.history.get(trial, []) if h["epoch"] < event["epoch"]]
             self.history[trial] = kept + [{"epoch": event["epoch"], **event["metrics"]}]
         if "stop" in event:
             self.stop_reasons[trial] = event["stop"]
+        if "cut" in event:
+            self.cut_reasons[trial] = event["cut"]
+        if "kept" in event:
+            self.kept_reasons.setdefault(trial, []).append(event["kept"])
         if "end" in event:
             self.ended[trial] = event["end"]
 

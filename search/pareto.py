@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from search.constraints import is_finite
+from search.roles import is_replica_run
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -25,7 +26,10 @@ def candidates(trials: list[dict[str, Any]], metrics: list[str]) -> list[dict[st
     return [
         t
         for t in trials
-        if t["status"] != "FAILED" and t.get("feasible", True) and all(is_finite(t["metrics"].get(m)) for m in metrics)
+        if t["status"] != "FAILED"
+        and t.get("feasible", True)
+        and not is_replica_run(t)
+        and all(is_finite(t["metrics"].get(m)) for m in metrics)
     ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from search.constraints import Constraint, is_finite, parse_constraint
 from search.pareto import front_trials
+from search.roles import is_replica_run
 from training.errors import ConfigError
 
 RULE = re.compile(r"^\s*(?P<mode>min|max)\s+(?P<metric>[A-Za-z0-9_./-]+)(?:\s+where\s+(?P<where>.+?))?\s*$")
@@ -39,10 +40,10 @@ def parse_rule(text: str, key: str = "--pick") -> PickRule:
 
 def pick_pool(summary: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     """(trials a rule chooses among, what they are): the Pareto front when the search had
-    objectives, else every finished feasible trial."""
+    objectives, else every finished feasible trial (sampled: the extra seeds of a config are no choice of theirs)."""
     if summary.get("objectives"):
         return front_trials(summary["trials"], summary["objectives"]), "the Pareto front"
-    pool = [t for t in summary["trials"] if t["status"] != "FAILED" and t.get("feasible", True)]
+    pool = [t for t in summary["trials"] if t["status"] != "FAILED" and t.get("feasible", True) and not is_replica_run(t)]
     return pool, "the finished feasible trials"
 
 

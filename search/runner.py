@@ -18,12 +18,15 @@ import yaml
 from rich.console import Console
 from ray import tune
 
+from search.constraints import is_finite
+from search.decide import decide
 from search.export import best_config_yaml
 from search.journal import TrialJournal
 from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, SUMMARY_FILE
 from search.progress import Progress
 from search.spec import SearchPlan, load_plan
 from search.resources import resolve_resources
+from search.roles import group_of, replica
 from search.state import (
     claim_out_dir,
     discard_unstarted,
@@ -38,7 +41,6 @@ from search.report.pareto import write_pareto
 from search.summary import (
     is_feasible,
     numeric_metrics,
-    pick_best,
     print_summary,
     score_text,
     trial_metrics,
@@ -47,6 +49,7 @@ from search.summary import (
 )
 from search.tracking import TrialTracking
 from search.trainable import trial_config
+from search.verdict import verdict
 from search.tuner import (
     RunOptions,
     build_tuner,
@@ -106,13 +109,25 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "tracking": {"uri": options.tracking_uri, "experiment": experiment_name(plan), "parent_run_id": None},
     }
     write_state(out_dir, state)
-    console.print(f"search '{plan.name}': {plan.spec.search.num_samples} trials, results in {out_dir}")
+    console.print(f"search '{plan.name}': {plan_text(plan)}, results in {out_dir}")
     try:
         return launch(plan, state, console)
     except ConfigError:
         if state["tracking"]["parent_run_id"] is None:  # refused before anything ran: leave nothing behind
             discard_unstarted(out_dir)
         raise
+
+
+def plan_text(plan: SearchPlan) -> str:
+    """`10 trials + 2 noise seeds of the baseline + confirmation of the top 1 x 2 seeds`."""
+    settings = plan.spec.search
+    parts = [f"{settings.num_samples} trials"]
+    if settings.noise_seeds:
+        of = "search.baseline[0]" if plan.baseline else "the first trial to run its full budget"
+        parts.append(f"{settings.noise_seeds} noise seeds of {of}")
+    if settings.confirm.top and not settings.objectives:
+        parts.append(f"confirmation of the top {settings.confirm.top} x {settings.confirm.seeds} seeds")
+    return " + ".join(parts)
 
 
 def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) -> dict[str, Any] | None:
@@ -188,7 +203,14 @@ def new_tuner(
         progress_view(plan, console, journal),
     ]
     location = tuple(state["tune_path"].rsplit("/", 1))
-    return build_tuner(plan, resources, location, callbacks, LossRules(plan.spec.stop, journal))
+    return build_tuner(plan, resources, location, callbacks, LossRules(plan.spec.stop, journal), journal)
+
+
+def planned_trials(plan: SearchPlan) -> int:
+    """Trials the search runs at most: sampled, the reference's noise seeds, the confirmation seeds."""
+    settings = plan.spec.search
+    confirm = 0 if settings.objectives else settings.confirm.top * settings.confirm.seeds
+    return settings.num_samples + settings.noise_seeds + confirm
 
 
 def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
@@ -197,7 +219,7 @@ def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress
     return Progress(
         settings.metric,
         settings.mode,
-        settings.num_samples,
+        planned_trials(plan),
         list(plan.space),
         searched_values(plan),
         console,
@@ -225,14 +247,15 @@ def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], t
     finally:
         signal.signal(signal.SIGTERM, previous)
     journal = TrialJournal(out_dir / JOURNAL_FILE)
-    if len(journal.ended) < plan.spec.search.num_samples:
+    if not journal.finished or any(trial_id_of(result) not in journal.ended for result in results):
         tracker.end_run(parent, "KILLED")
         console.print(
-            f"interrupted after {len(journal.ended)}/{plan.spec.search.num_samples} trials; nothing is lost. "
+            f"interrupted after {len(journal.ended)} trials; nothing is lost. "
             f"Resume with: python -m search resume {out_dir}"
         )
         return None
     summary = build_summary(results, plan, state, journal, time.time() - began)
+    conclude(summary, plan, console)
     close_orphans(tracker, journal, summary)
     prune_checkpoints(summary, state)
     finish_parent(tracker, parent, summary, out_dir)
@@ -260,16 +283,20 @@ def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: Tri
     }
     tracking = {"uri": state["tracking"]["uri"], "experiment": state["tracking"]["experiment"]}
     summary["trials"] = collect_trials(results, plan, journal, tracking)
-    summary["best"] = pick_best(summary["trials"], settings.metric, settings.mode)
     return summary
 
 
+def trial_id_of(result) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
+
+
 def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: dict[str, str]) -> list[dict[str, Any]]:
-    """One record per trial; its config is complete and retrainable, logging where the search logged."""
+    """One record per trial; its config is complete and retrainable, logging where the search logged.
+    A replica (noise or confirmation seed) says so, with its seed and the trial whose config it runs."""
     trials, settings = [], plan.spec.search
     for result in results:
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or Path(result.path).name
+        trial_id = trial_id_of(result)
         epochs = int(metrics.get("epoch", 0))
         config = trial_config(plan.base, plan.space, result.config).model_dump(mode="json")
         history = journal.history.get(trial_id, [])
@@ -278,6 +305,7 @@ def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: d
         trials.append(
             {
                 "trial_id": trial_id,
+                **trial_role(result.config, trial_id),
                 "status": status,
                 "feasible": is_feasible(status, numbers, plan.constraints),
                 "epochs": epochs,
@@ -287,12 +315,31 @@ def collect_trials(results, plan: SearchPlan, journal: TrialJournal, tracking: d
                 "config": {**config, "tracking": tracking},
                 "mlflow_run_id": journal.run_ids.get(trial_id),
                 "history": history,
-                "stop_reason": journal.stop_reasons.get(trial_id),
+                "stop_reason": journal.stop_reasons.get(trial_id) or journal.cut_reasons.get(trial_id),
                 "checkpoint": result.checkpoint.path if result.checkpoint else None,
                 "error": str(result.error).strip().splitlines()[-1] if result.error else None,
             }
         )
     return sorted(trials, key=lambda t: t["trial_id"])
+
+
+def trial_role(config: dict[str, Any], trial_id: str) -> dict[str, Any]:
+    """What the trial was for (search/roles.py): role, group, seed, baseline point, reference."""
+    entry = replica(config)
+    return {
+        "role": entry.get("role"),
+        "group": group_of(config, trial_id),
+        "seed": entry.get("seed"),
+        "point": entry.get("point"),
+        "reference": bool(entry.get("reference")),
+    }
+
+
+def conclude(summary: dict[str, Any], plan: SearchPlan, console: Console) -> None:
+    """The seed noise, the confirmed pick (the exported trial) and the verdict on the test split."""
+    confirmation, noise, best = decide(summary, plan.spec.search.confirm)
+    summary.update(noise=noise, confirmation=confirmation, best=best)
+    summary["verdict"] = verdict(summary, plan, console)
 
 
 def close_orphans(tracker: Tracker, journal: TrialJournal, summary: dict[str, Any]) -> None:
@@ -325,18 +372,39 @@ def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_di
         tags = {"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"], "best_score": score_text(summary)}
         tracker.log(parent, metrics=best["metrics"], params={f"best.{k}": v for k, v in best["params"].items()}, tags=tags)
         tracker.log_artifact(parent, out_dir / BEST_FILE)
+    metrics, tags = conclusion_record(summary)
+    tracker.log(parent, metrics=metrics, tags=tags)
     tracker.log_artifact(parent, write_summary(out_dir, summary))
     tracker.end_run(parent, "FINISHED" if best is not None else "FAILED")
 
 
+def conclusion_record(summary: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, tags) of the parent run: the seed noise, the confirmed means, the verdict's differences."""
+    metrics, tags = {}, {}
+    noise = summary.get("noise") or {}
+    if noise.get("reference"):
+        metrics["noise/sd"] = noise["sd"]
+        tags["seed_noise"] = noise["text"]
+    for group in (summary.get("confirmation") or {}).get("groups", []):
+        name = "baseline" if group["reference"] else group["group"]
+        metrics[f"confirm/{name}_mean"] = group["mean"]
+    verdict = summary.get("verdict")
+    if verdict:
+        tags["verdict"] = verdict["text"]
+        for name, d in verdict["differences"].items():
+            metrics.update({f"verdict/{name}": d["value"], f"verdict/{name}_lo": d["lo"], f"verdict/{name}_hi": d["hi"]})
+    return {k: v for k, v in metrics.items() if is_finite(v)}, tags
+
+
 def prune_checkpoints(summary: dict[str, Any], state: dict[str, Any]) -> None:
-    """A finished search keeps the best trial's checkpoint only: the others' weights are dead weight
-    (hundreds of MB for a small search), and finished trials never resume."""
+    """A finished search keeps the checkpoints of the best trial and of the models its verdict scored
+    only: the others' weights are dead weight (hundreds of MB for a small search), and finished trials
+    never resume."""
     if "://" in state["tune_path"]:
         return
-    best = (summary["best"] or {}).get("trial_id")
+    kept = {(summary["best"] or {}).get("trial_id"), *(summary.get("verdict") or {}).get("trials", [])}
     for trial in summary["trials"]:
-        if trial["trial_id"] != best and trial["checkpoint"]:
+        if trial["trial_id"] not in kept and trial["checkpoint"]:
             for folder in Path(trial["checkpoint"]).parent.glob("checkpoint_*"):
                 shutil.rmtree(folder, ignore_errors=True)
             trial["checkpoint"] = None

@@ -29,6 +29,28 @@ class Objective(Section):
     mode: Literal["max", "min"] = Field(description="maximize or minimize it")
 
 
+class ConfirmSettings(Section):
+    """After sampling, the top configs re-run at the full budget with fresh seeds, beside the baseline's
+    own seeds; the best mean wins, and an edge over the baseline inside the seed noise is no win."""
+
+    top: int = Field(
+        1, ge=0, description="distinct top configs (by score, the baseline aside) re-run after sampling; 0 = no confirmation"
+    )
+    seeds: int = Field(2, ge=1, description="fresh seeds each confirmed config runs with (seed + 1, seed + 2, ...)")
+    z: float = Field(
+        2.0,
+        ge=0,
+        description="the winner's mean must beat the baseline's by more than z standard errors of the difference "
+        "(from the measured seed noise), else the baseline is exported",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """`confirm: false` (or 0) switches confirmation off."""
+        return {"top": 0} if value is False or value == 0 else value
+
+
 class SearchSettings(Section):
     """What to optimize and how many trials to run."""
 
@@ -61,6 +83,13 @@ class SearchSettings(Section):
         description="a trial's value for the sampler, the best trial and export: its last epoch, its best epoch, "
         "or a moving average over epochs (search/score.py)",
     )
+    noise_seeds: int = Field(
+        2,
+        ge=0,
+        description="extra seeds the reference config (search.baseline[0], else the first trial to run its full "
+        "budget) runs with early in the search: the seed noise that rungs, confirmation and the verdict read; 0 = none",
+    )
+    confirm: ConfirmSettings = Field(default_factory=ConfirmSettings)
     checkpoint_every_s: float = Field(
         10.0,
         ge=0,
@@ -93,6 +122,18 @@ class SchedulerSettings(Section):
         description="1 = ASHA; more = asynchronous Hyperband: bracket s lets its trials run grace_period * "
         "reduction_factor**s epochs before any stop, a hedge for metrics that say little in the first epochs "
         "(default 3: the best scheduler in benchmarks/search_efficiency.py)",
+    )
+
+    margin_sds: float = Field(
+        1.0,
+        ge=0,
+        description="a rung stops a trial only if it is below the rung's cut by more than this many seed-noise "
+        "standard deviations (measured on the reference config's seeds at that epoch); 0 = plain ASHA",
+    )
+    wait_for_learning: bool = Field(
+        True,
+        description="no rung stops a trial at an epoch where the reference config is still at chance level "
+        "(the score of a constant prediction): there every config looks alike",
     )
 
     @model_validator(mode="before")

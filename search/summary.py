@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from search.console import format_value, short_keys
-from search.constraints import Constraint, feasible
+from search.constraints import Constraint, feasible, is_finite
 from search.layout import SUMMARY_FILE
 from search.pareto import front_trials
 from search.state import write_atomic
+from search.roles import is_replica_run
 from search.score import describe, scored_metrics
 
 
@@ -98,6 +99,44 @@ def mlflow_view_hint(uri: str) -> str:
 MAX_TABLE_KEYS = 6  # searched keys shown as columns of the end-of-search table
 
 
+def label(summary: dict[str, Any], group: str) -> str:
+    """How the console names a config: `t01 (baseline)`, `t05`, `t03 (reference)`."""
+    trial = next((t for t in summary["trials"] if t["trial_id"] == group), {})
+    if trial.get("role") == "baseline":
+        return f"{group} (baseline)"
+    return f"{group} (reference)" if trial.get("reference") or group == (summary.get("noise") or {}).get("reference") else group
+
+
+def confirmation_table(summary: dict[str, Any]) -> Table | None:
+    """Mean and spread over fresh seeds of each confirmed config and of the reference."""
+    confirmation = summary.get("confirmation")
+    if not confirmation:
+        return None
+    metric = summary["metric"]
+    table = Table(title=f"confirmed configs: {metric} ({summary['score']} score) over seeds at the full budget", title_justify="left")
+    for header in ["config", "seeds", "mean", "+-sd", "runs", "exported"]:
+        table.add_column(header)
+    for group in confirmation["groups"]:
+        sd = format_value(group["sd"]) if is_finite(group["sd"]) else "-"
+        runs = " ".join(format_value(v) for v in group["scores"])
+        mark = "yes" if group["group"] == confirmation["chosen"] else ""
+        table.add_row(label(summary, group["group"]), str(group["n"]), format_value(group["mean"]), sd, runs, mark)
+    return table
+
+
+def print_confirmation(summary: dict[str, Any], console: Console) -> None:
+    """The seed noise and what confirmation decided."""
+    from search.decide import confirmation_line  # decide imports this module's pick_best
+
+    noise = summary.get("noise") or {}
+    if noise.get("reference"):
+        console.print(f"seed noise: {noise['text']} ({summary['metric']}, pooled over {noise['dof']} degrees of freedom)")
+    table = confirmation_table(summary)
+    if table is not None:
+        console.print(table)
+        console.print(confirmation_line(summary["confirmation"], summary["metric"], lambda g: label(summary, g)))
+
+
 def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
     metric, mode = summary["metric"], summary["mode"]
     # a wide space would squeeze every column to an ellipsis: its values are on the `best:` line instead
@@ -107,7 +146,7 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     table = Table(title=title, title_justify="left")
     for header in ["trial", "status", "epochs", *short_keys(keys), metric, *(["feasible"] if constrained else [])]:
         table.add_column(header)
-    for trial in ranked(summary["trials"], metric, mode)[:top]:
+    for trial in ranked([t for t in summary["trials"] if not is_replica_run(t)], metric, mode)[:top]:
         values = [format_value(trial["params"].get(k, "")) for k in keys]
         score = format_value(trial["metrics"].get(metric, float("nan")))
         mark = ["yes" if trial.get("feasible", True) else "no"] if constrained else []
@@ -115,18 +154,24 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     console.print(table)
     print_front(summary, console)
     counts = {s: sum(t["status"] == s for t in summary["trials"]) for s in ("DONE", "STOPPED", "FAILED")}
+    replicas = sum(is_replica_run(t) for t in summary["trials"])
     console.print(
         f"{len(summary['trials'])} trials in {summary['duration_s']:.0f}s: {counts['DONE']} full, "
         f"{counts['STOPPED']} stopped early by ASHA, {counts['FAILED']} failed"
+        + (f" ({replicas} of them extra seeds: noise and confirmation)" if replicas else "")
     )
     best = summary["best"]
     if best is None:
         console.print("[red]no trial produced the metric" + (" and met the constraints" if constrained else "") + "[/]")
         return
+    print_confirmation(summary, console)
     values = ", ".join(f"{k}={format_value(v)}" for k, v in best["params"].items())
     score = f"{metric}={format_value(best['metrics'][metric])} (score: {summary.get('score', 'last')})"
-    console.print(f"best: {best['trial_id']} {score} with {values}")
+    exported = "exported" if summary.get("confirmation") else "best"
+    console.print(f"{exported}: {best['trial_id']} {score} with {values}")
     console.print(f"results: {summary['out_dir']}  (best config: {summary['out_dir']}/best.yaml)")
     tracking = summary["tracking"]
     console.print(f"MLflow:  {mlflow_view_hint(tracking['uri'])}  (experiment '{tracking['experiment']}')")
     console.print(f"retrain: python -m search export {summary['out_dir']} -o best.yaml && python -m training train best.yaml")
+    if summary.get("verdict"):
+        console.print(summary["verdict"]["text"])

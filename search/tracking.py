@@ -12,7 +12,6 @@ takes as it is.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 from ray.tune import Callback
 
 from search.journal import TrialJournal
+from search.roles import BASELINE, creation_index, group_of, is_reference, replica
 from search.space import decode_trial
 from search.spec import SearchPlan
 from search.trainable import trial_config
@@ -84,26 +84,29 @@ def short_keys(keys: list[str]) -> dict[str, str]:
     return names
 
 
-def run_name(index: int, width: int, values: dict[str, Any], baseline: bool) -> str:
-    """`t03 lr=3.1e-4 focal_gamma=2.5`; a baseline trial says so after its index."""
+def run_name(index: int, width: int, values: dict[str, Any], baseline: bool, role: str = "") -> str:
+    """`t03 lr=3.1e-4 focal_gamma=2.5`; a baseline trial says so after its index, a replica names its
+    role and seed (`t12 confirm seed=2 lr=...`)."""
     names = short_keys(list(values))
-    label = f"t{index:0{width}d}" + (" baseline" if baseline else "")
+    label = f"t{index:0{width}d}" + (" baseline" if baseline else "") + (f" {role}" if role else "")
     name = " ".join([label, *(f"{names[k]}={short_value(v)}" for k, v in values.items())])
     return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - 1] + "…"
 
 
-def creation_index(trial) -> int | None:
-    """Tune's 1-based creation order of a trial (the counter its experiment tag starts with): the same
-    search names its trials the same way, and the first len(search.baseline) trials are the baseline
-    points (Optuna evaluates them first, in order)."""
-    match = re.match(r"(\d+)_", getattr(trial, "experiment_tag", "") or "")
-    return int(match[1]) if match else None
+ROLE_NOTES = {
+    "noise": "another seed of the reference config, run early to measure the seed noise",
+    "confirm": "a fresh seed of a top config, run after sampling to confirm it",
+}
 
 
-def trial_note(search: str, trial_id: str, searched: dict[str, Any], baseline_point: str | None) -> str:
+def trial_note(
+    search: str, trial_id: str, searched: dict[str, Any], baseline_point: str | None, entry: dict[str, Any] | None = None
+) -> str:
     """The run's description (markdown): which trial of which search, what it tried, how to retrain it."""
     values = ", ".join(f"`{k}` = {v!r}" for k, v in searched.items())
     origin = f" It is the baseline point `{baseline_point}`." if baseline_point else ""
+    if entry and entry.get("role") in ROLE_NOTES:
+        origin += f" It is {ROLE_NOTES[entry['role']]} (seed {entry['seed']}, config of trial `{entry['group']}`)."
     return (
         f"Trial `{trial_id}` of search `{search}`: {values}.{origin}\n\n"
         f"Its whole training config is the artifact `{CONFIG_ARTIFACT}`: "
@@ -123,17 +126,24 @@ class TrialRun:
     @classmethod
     def of(cls, plan: SearchPlan, trial, index: int, tracking: dict[str, str]) -> TrialRun:
         searched = decode_trial(plan.space, trial.config)
-        baseline = index <= len(plan.baseline)
+        entry = replica(trial.config)
+        baseline = entry.get("role") == BASELINE
         tags = {"trial_id": trial.trial_id, "trial_index": str(index), "baseline": str(baseline).lower()}
         if baseline:
-            tags["baseline_point"] = f"search.baseline[{index - 1}]"
-        tags[NOTE_TAG] = trial_note(plan.name, trial.trial_id, searched, tags.get("baseline_point"))
+            tags["baseline_point"] = f"search.baseline[{entry['point']}]"
+        role = entry.get("role") if entry.get("role") != BASELINE else ""
+        if role:
+            tags.update({"role": role, "replica_of": entry["group"], "confirmation": str(role == "confirm").lower()})
+        tags[NOTE_TAG] = trial_note(plan.name, trial.trial_id, searched, tags.get("baseline_point"), entry)
         width = max(2, len(str(plan.spec.search.num_samples)))
         base = plan.base
         fixed = {"task": base.task} | ({} if "model.name" in searched else {"model.name": base.model.name})
+        config = trial_config(base, plan.space, trial.config)
+        seed = {"seed": config.seed} if role else {}
         # the config retrains as the trial ran and logs where the search logged (like best.yaml)
-        config = {**trial_config(base, plan.space, trial.config).model_dump(mode="json"), "tracking": tracking}
-        return cls(run_name(index, width, searched, baseline), tags, {**fixed, **searched}, config)
+        config = {**config.model_dump(mode="json"), "tracking": tracking}
+        label = f"{role} seed={config['seed']}" if role else ""
+        return cls(run_name(index, width, searched, baseline, label), tags, {**fixed, **seed, **searched}, config)
 
 
 class TrialTracking(Callback):
@@ -188,7 +198,8 @@ class TrialTracking(Callback):
         self.tracker.log(run_id, params=run.params)
         self.tracker.client.log_text(run_id, yaml.safe_dump(run.config, sort_keys=False), CONFIG_ARTIFACT)
         # journaled last: a run the journal names is complete; one a kill left half-made is closed as an orphan
-        self.journal.record({"trial": trial.trial_id, "run": run_id})
+        group = group_of(trial.config, trial.trial_id)
+        self.journal.record({"trial": trial.trial_id, "run": run_id, "group": group, "reference": is_reference(trial.config)})
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         epoch = int(result.get("epoch", 0))
@@ -208,7 +219,8 @@ class TrialTracking(Callback):
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         epochs = self.journal.epochs(trial.trial_id)
         tags = {"epochs_run": epochs, "early_stopped": epochs < self.max_epochs}
-        stop_reason = self.journal.refresh().stop_reasons.get(trial.trial_id)  # written by the stopper
+        self.journal.refresh()  # the stop rules and the rungs write their reasons there
+        stop_reason = self.journal.stop_reasons.get(trial.trial_id) or self.journal.cut_reasons.get(trial.trial_id)
         if stop_reason:
             tags["stop_reason"] = stop_reason
         run_id = self.journal.run_ids[trial.trial_id]

@@ -1,5 +1,5 @@
-"""Ray Tune + OptunaSearch (seeded TPE or NSGA-II, one or several objectives, constraints) + ASHA +
-fractional resources + MLflow, for one plan."""
+"""Ray Tune + OptunaSearch (seeded TPE or NSGA-II, one or several objectives, constraints) wrapped in
+the noise-seed and confirmation searcher + noise-aware ASHA + fractional resources + MLflow, for one plan."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # Snapshot the experiment (trials, searcher, scheduler) every few seconds: a hard kill loses at most that.
 os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")
 
-import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,9 +32,11 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.schedulers import FIFOScheduler  # noqa: E402
 
+from search.confirm import ConfirmingSearch  # noqa: E402
 from search.layout import TUNE_DIR  # noqa: E402
+from search.rungs import NoiseAwareHyperband  # noqa: E402
 from search.sampler import make_sampler, objectives  # noqa: E402
 from search.study import TruthfulOptunaSearch  # noqa: E402
 from search.trainable import make_trainable  # noqa: E402
@@ -125,19 +126,42 @@ def build_searcher(plan: SearchPlan) -> TruthfulOptunaSearch:
         )
 
 
-def build_scheduler(plan: SearchPlan):
+def confirming(plan: SearchPlan, searcher: TruthfulOptunaSearch, journal: Path | None = None) -> ConfirmingSearch:
+    """The sampler's searcher, plus the reference config's noise seeds and the confirmation of the top
+    configs (search/confirm.py). A multi-objective search has a front, not one winner: no confirmation."""
+    settings = plan.spec.search
+    confirm = settings.confirm.model_copy(update={"top": 0}) if settings.objectives else settings.confirm
+    return ConfirmingSearch(
+        searcher,
+        num_samples=settings.num_samples,
+        baselines=len(plan.baseline),
+        noise_seeds=settings.noise_seeds,
+        confirm=confirm,
+        base_seed=plan.base.seed,
+        max_epochs=plan.epochs,
+        score=(settings.score, settings.metric, settings.mode),
+        constraints=plan.constraints,
+        journal=journal,
+    )
+
+
+def build_scheduler(plan: SearchPlan, journal: Path | None = None):
+    """ASHA (or async Hyperband with brackets > 1) whose rungs do not cut within the seed noise or
+    before the reference config has left chance (search/rungs.py); `none`: every trial runs out."""
     settings = plan.spec.scheduler
     if settings.name == "none":
         return FIFOScheduler()
-    if settings.brackets > 1:
-        # Tune draws each trial's bracket from NumPy's global generator: seeded, a search repeats
-        np.random.seed(plan.spec.search.seed)
-    return ASHAScheduler(
-        time_attr="epoch",
+    return NoiseAwareHyperband(
+        metric=plan.spec.search.metric,
+        mode=plan.spec.search.mode,
         max_t=plan.epochs,
-        grace_period=min(settings.grace_period, plan.epochs),
+        grace_period=settings.grace_period,
         reduction_factor=settings.reduction_factor,
         brackets=settings.brackets,
+        seed=plan.spec.search.seed,
+        margin_sds=settings.margin_sds,
+        wait_for_learning=settings.wait_for_learning,
+        journal=journal,
     )
 
 
@@ -155,8 +179,14 @@ def resourced_trainable(plan: SearchPlan, resources: TrialResources):
 
 
 def build_tuner(
-    plan: SearchPlan, resources: TrialResources, location: tuple[str, str], callbacks: list, stopper: tune.Stopper | None
+    plan: SearchPlan,
+    resources: TrialResources,
+    location: tuple[str, str],
+    callbacks: list,
+    stopper: tune.Stopper | None,
+    journal: Path | None = None,
 ) -> tune.Tuner:
+    """The search's tuner; the searcher ends it (num_samples -1: trials until it says FINISHED)."""
     spec = plan.spec
     storage_path, name = location
     return tune.Tuner(
@@ -164,9 +194,9 @@ def build_tuner(
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
-            search_alg=build_searcher(plan),
-            scheduler=build_scheduler(plan),
-            num_samples=spec.search.num_samples,
+            search_alg=confirming(plan, build_searcher(plan), journal),
+            scheduler=build_scheduler(plan, journal),
+            num_samples=-1,
             max_concurrent_trials=spec.search.max_concurrent,
             reuse_actors=True,
             trial_dirname_creator=lambda trial: trial.trial_id,

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from rich.console import RenderableType
 
+from search.check.advice import Curve, data_advice, grace_advice, learning_curve
 from search.check.measure import Measurement, measure
 from search.check.sample import sample_configs
 from search.resources import resolve_resources
@@ -31,6 +32,8 @@ class CheckResult:
     measurement: Measurement
     data: list[RenderableType] = field(default_factory=list)  # Task.describe_data of the base config
     placement: list[str] = field(default_factory=list)  # where the data cache and the augmentation go
+    curve: Curve | None = None  # the first config's full-budget run (None with --no-curve)
+    advice: list[str] = field(default_factory=list)  # grace period, folds, test split
 
     @property
     def trial_s(self) -> float:
@@ -47,8 +50,9 @@ class CheckResult:
         return self.trial_s * self.rounds
 
 
-def check_space_file(path: Path) -> CheckResult:
-    """Validate, sample, build and time: the numbers behind `python -m search check`."""
+def check_space_file(path: Path, curve: bool = True) -> CheckResult:
+    """Validate, sample, build and time (and with `curve`, train the first config for its full budget):
+    the numbers behind `python -m search check`."""
     plan = load_plan(path)
     samples = sample_configs(plan)
     cfg = apply_values(plan.base, samples[0])
@@ -60,7 +64,12 @@ def check_space_file(path: Path) -> CheckResult:
         raise exc.with_file(path) from None
     placement = data_placement(cfg, plan, runtime, measurement.train_images + measurement.val_images)
     data = get_task(plan.base.task).describe_data(plan.base, plan.space)
-    return CheckResult(plan=plan, samples=samples, measurement=measurement, data=data, placement=placement)
+    result = CheckResult(plan=plan, samples=samples, measurement=measurement, data=data, placement=placement)
+    if curve:
+        result.curve = learning_curve(cfg, runtime, plan.spec.search.metric)
+        result.advice.append(grace_advice(plan, result.curve))
+    result.advice += data_advice(plan, measurement.val_images)
+    return result
 
 
 def data_placement(cfg: TrainConfig, plan: SearchPlan, runtime: Runtime, images: int) -> list[str]:

@@ -66,8 +66,19 @@ def print_memory(result: CheckResult, console: Console) -> None:
         )
 
 
-def run_check(path: Path, console: Console) -> int:
-    result = check_space_file(path)
+def print_curve(result: CheckResult, console: Console) -> None:
+    curve = result.curve
+    if curve is None:
+        return
+    values = " ".join(format_value(v) for v in curve.values)
+    chance = f" (chance {format_value(curve.chance)})" if curve.chance is not None else ""
+    console.print(f"learning curve of the first config, {curve.metric} by epoch{chance}: {values}")
+
+
+def run_check(path: Path, console: Console, curve: bool = True) -> int:
+    if curve:
+        console.print("training the first config for its full budget (its learning curve; --no-curve skips it) ...")
+    result = check_space_file(path, curve)
     m = result.measurement
     console.print(f"{path}: valid")
     console.print(samples_table(result))
@@ -79,4 +90,7 @@ def run_check(path: Path, console: Console) -> int:
     print_memory(result, console)
     for line in [*result.placement, *result.data]:
         console.print(line)
+    print_curve(result, console)
+    for line in result.advice:
+        console.print(f"[yellow]advice:[/] {line}")
     return 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from search.layout import SPACE_FILE, SUMMARY_FILE
 from search.space import Distribution, parse_space, searched_parts, split_point
+from search.roles import is_replica_run
 from search.summary import read_summary
 from training.config_file import read_yaml
 from training.errors import ConfigError
@@ -35,7 +36,9 @@ class Search:
 
     @property
     def trials(self) -> list[dict[str, Any]]:
-        return self.summary["trials"]
+        """The sampled trials (baselines included); the extra seeds of noise and confirmation runs are
+        the verdict's (report/verdict.py), not more points of the space."""
+        return [t for t in self.summary["trials"] if not is_replica_run(t)]
 
     @property
     def best(self) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from search.report.output import ReportDir
 from search.report.per_class import write_best_per_class
 from search.report.plots import write_plots
 from search.report.task_tables import write_task_tables
+from search.report.verdict import write_verdict
 
 
 
@@ -26,6 +27,7 @@ def write_index(search: Search, out: ReportDir) -> None:
         f"# Report of search '{summary['name']}'\n",
         f"{len(summary['trials'])} trials, metric `{search.metric}` ({search.mode}), "
         f"best trial: {search.best['trial_id'] if search.best else 'none'}.\n",
+        *([f"{summary['verdict']['text']}\n"] if summary.get("verdict") else []),
         *(f"- [{path.name}]({path.name}): {description}" for path, description in out.files.items() if path != index),
         "",
         *(f"- {note}" for note in out.notes),
@@ -72,6 +74,9 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     - the tables the best trial's task makes from its kept checkpoint (`Task.report_tables`), each
       as CSV and PNG: `confusion.csv`, `confusion.png` (validation confusion matrix) for classification;
     - `best_vs_baseline.md`: the config keys where the best trial differs from the baseline;
+    - `verdict.md`, `verdict.png`: the seed noise, the confirmed configs' scores over fresh seeds (mean
+      and spread), which config was exported and why, and the winner against the baseline on the test
+      split with 95 % intervals;
     - `README.md`: links to all of the above.
 
     Every file is also logged to the search's MLflow parent run under `report/`. File names made from
@@ -86,6 +91,7 @@ def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
     write_best_per_class(search, out, console)
     write_task_tables(search, out, console)
     write_best_vs_baseline(search, out, console)
+    write_verdict(search, out, console)
     write_index(search, out)
     log_to_parent(search, list(out.files), console)
     return out.root

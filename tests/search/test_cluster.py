@@ -23,7 +23,7 @@ SPACE = {
     "data": {"kind": "synthetic", "image_size": 32, "batch_size": 16, "synthetic": {"count": 48, "seed": 2}},
     "base": {"model": {"name": "resnet10t"}, "optim": {"schedule": "constant"}},
     "space": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}},
-    "search": {"metric": "val/macro_f1", "num_samples": 4, "max_concurrent": 4, "seed": 3},
+    "search": {"metric": "val/macro_f1", "noise_seeds": 0, "confirm": False, "num_samples": 4, "max_concurrent": 4, "seed": 3},
     "scheduler": {"name": "none", "max_epochs": 3},
     "resources": {"cpu": 1, "gpu": 0},
 }

@@ -19,7 +19,7 @@ SPACE = {
         "model.anchor_ratios": {"choice": [[0.5, 1.0, 2.0], [0.25, 0.5, 1.0]]},
         "loss.roi.focal_gamma": {"uniform": [1.0, 3.0]},
     },
-    "search": {"metric": "val/mAP50", "mode": "max", "num_samples": 2, "max_concurrent": 2, "seed": 0},
+    "search": {"metric": "val/mAP50", "mode": "max", "noise_seeds": 0, "confirm": False, "num_samples": 2, "max_concurrent": 2, "seed": 0},
     "scheduler": {"name": "asha", "max_epochs": 1, "grace_period": 1, "reduction_factor": 2},
     "resources": {"cpu": 1, "gpu": 0},
 }

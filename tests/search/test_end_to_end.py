@@ -27,6 +27,8 @@ SPACE = {
         "num_samples": 3,
         "max_concurrent": 2,
         "seed": 0,
+        "noise_seeds": 0,  # the seed noise and confirmation are tests/search/test_confirmation_search.py's
+        "confirm": False,
         # The first baseline diverges (NaN loss): it must fail alone while the search goes on.
         "baseline": [{"optim.lr": 1.0e6}, {"optim.lr": 0.003, "loss.focal_gamma": 2.0}],
         "max_failures": 1,

@@ -21,7 +21,7 @@ SPACE = {
     "data": {"kind": "synthetic", "image_size": 32, "batch_size": 16, "synthetic": {"count": 64, "seed": 1}},
     "base": {"model": {"name": "resnet10t"}, "loss": {"name": "focal"}, "optim": {"schedule": "constant"}},
     "space": {"optim.lr": {"choice": [0.003, 0.01]}, "loss.focal_gamma": {"uniform": [0.0, 3.0]}},
-    "search": {"metric": "val/macro_f1", "num_samples": 2, "max_concurrent": 2, "seed": 0},
+    "search": {"metric": "val/macro_f1", "noise_seeds": 0, "confirm": False, "num_samples": 2, "max_concurrent": 2, "seed": 0},
     "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 1},
     "resources": {"cpu": 1, "gpu": 0},
 }

@@ -30,6 +30,8 @@ SPACE = {
         "num_samples": 3,
         "max_concurrent": 2,
         "seed": 0,
+        "noise_seeds": 0,
+        "confirm": False,
         "baseline": [{"optim.lr": 1.0e-3, "loss.focal_gamma": 2.0}],
     },
     "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 1},

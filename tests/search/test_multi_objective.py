@@ -64,7 +64,11 @@ def test_pareto_csv_holds_exactly_the_non_dominated_feasible_trials(search):
     for trial in summary["trials"]:
         # each trial is marked feasible exactly when it did not fail and meets the constraint
         assert trial["feasible"] == (trial["status"] != "FAILED" and constraint.satisfied(trial["metrics"]))
-    pool = [t for t in summary["trials"] if t["feasible"] and all(m in t["metrics"] for m in OBJECTIVES)]
+    # the front is made of sampled trials: an extra seed of the reference config is no point of its own
+    sampled = [t for t in summary["trials"] if t["role"] not in ("noise", "confirm")]
+    # and a front has no single winner to confirm: no confirmation seeds
+    assert "confirm" not in {t["role"] for t in summary["trials"]} and summary["confirmation"] is None
+    pool = [t for t in sampled if t["feasible"] and all(m in t["metrics"] for m in OBJECTIVES)]
     points = {t["trial_id"]: [t["metrics"][m] for m in OBJECTIVES] for t in pool}
     with (search["out"] / "pareto.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -99,7 +103,10 @@ def test_sampler_saw_two_objectives_and_every_trials_constraint(search):
     assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
     states = {"DONE": optuna.trial.TrialState.COMPLETE, "STOPPED": optuna.trial.TrialState.PRUNED}
     by_epochs = {tuple(tuple(e) for e in t.user_attrs["epochs"]): t for t in study.trials}
-    for trial in search["summary"]["trials"]:
+    sampled = [t for t in search["summary"]["trials"] if t["role"] not in ("noise", "confirm")]
+    # the sampler heard of its own trials only: the extra seeds of a config are not told to it
+    assert len(study.trials) == len(sampled) == SPACE["search"]["num_samples"]
+    for trial in sampled:
         frozen = by_epochs[tuple((h["epoch"], *(h[m] for m in OBJECTIVES)) for h in trial["history"])]
         # a full trial is COMPLETE, one ASHA stopped is PRUNED (multi-objective: no intermediate values,
         # its epochs are a user attribute), and a COMPLETE one's values are the summary's scored metrics

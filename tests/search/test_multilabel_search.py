@@ -21,7 +21,7 @@ SPACE = {
         "train": {"epochs": 1},
     },
     "space": {"optim.lr": {"loguniform": [1.0e-3, 1.0e-2]}},
-    "search": {"metric": "val/macro_f1", "num_samples": 2, "max_concurrent": 2, "seed": 0},
+    "search": {"metric": "val/macro_f1", "noise_seeds": 0, "confirm": False, "num_samples": 2, "max_concurrent": 2, "seed": 0},
     "scheduler": "none",
     "resources": {"cpu": 1, "gpu": 0},
 }

@@ -36,7 +36,7 @@ SPACE: dict[str, Any] = {
         "augment.hflip": {"uniform": [0.0, 0.5]},
     },
     # trials 1 and 2 packed side by side; trial 3 (A again) in the actor one of them leaves
-    "search": {"metric": "val/macro_f1", "num_samples": 3, "max_concurrent": 2, "seed": 0, "baseline": [A, B, A]},
+    "search": {"metric": "val/macro_f1", "noise_seeds": 0, "confirm": False, "num_samples": 3, "max_concurrent": 2, "seed": 0, "baseline": [A, B, A]},
     "scheduler": {"name": "none", "max_epochs": 3},
     "resources": {"cpu": 1, "gpu": 0},
 }
@@ -155,7 +155,7 @@ def test_fit_with_data_workers_computes_what_it_does_without():
 
 RESUMED = copy.deepcopy(SPACE) | {
     "name": "resumed",
-    "search": {"metric": "val/macro_f1", "num_samples": 1, "max_concurrent": 1, "seed": 0, "baseline": [A], "checkpoint_every_s": 0},
+    "search": {"metric": "val/macro_f1", "noise_seeds": 0, "confirm": False, "num_samples": 1, "max_concurrent": 1, "seed": 0, "baseline": [A], "checkpoint_every_s": 0},
     "scheduler": {"name": "none", "max_epochs": 6},
 }
 

@@ -20,7 +20,7 @@ SPACE = {
         "semi.thresholds.initial": {"uniform": [0.05, 0.2]},
         "semi.ema_momentum": {"uniform": [0.9, 0.99]},
     },
-    "search": {"metric": "val/mAP50", "mode": "max", "num_samples": 2, "max_concurrent": 2, "seed": 0},
+    "search": {"metric": "val/mAP50", "mode": "max", "noise_seeds": 0, "confirm": False, "num_samples": 2, "max_concurrent": 2, "seed": 0},
     "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 2, "reduction_factor": 2},
     "resources": {"cpu": 1, "gpu": 0},
 }

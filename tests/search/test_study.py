@@ -121,7 +121,7 @@ PROBE_SPACE = {
     "task": "probe",
     "data": {"batch_size": 16},
     "space": {"optim.lr": {"loguniform": [1.0e-4, 1.0]}},
-    "search": {"metric": "val/accuracy", "mode": "max", "num_samples": 6, "max_concurrent": 1, "seed": 3},
+    "search": {"metric": "val/accuracy", "mode": "max", "noise_seeds": 0, "confirm": False, "num_samples": 6, "max_concurrent": 1, "seed": 3},
     "scheduler": {"name": "asha", "max_epochs": 4, "grace_period": 1, "reduction_factor": 3, "brackets": 1},
     "resources": {"cpu": 1, "gpu": 0},
 }

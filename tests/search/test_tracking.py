@@ -12,6 +12,7 @@ import yaml
 from search import tracking
 from search.runner import close_orphans
 from search.spec import load_plan
+from search.roles import REPLICA_KEY
 from search.tracking import TrialTracking, run_name, short_value
 from training.config import TrainConfig
 from training.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING, Tracker
@@ -31,11 +32,14 @@ def callback(tmp_path, plan) -> TrialTracking:
     return TrialTracking(tracker, parent, plan, journal=tmp_path / "trials.jsonl")
 
 
-def make_trial(trial_id: str, index: int, lr: float = 3.1e-4, gamma: float = 2.5) -> SimpleNamespace:
-    # Tune's trial: a hex id, an experiment tag starting with its creation counter, the sampler's values
-    return SimpleNamespace(
-        trial_id=trial_id, experiment_tag=f"{index}_lr={lr}", config={"optim.lr": lr, "loss.focal_gamma": gamma}
-    )
+def make_trial(trial_id: str, index: int, lr: float = 3.1e-4, gamma: float = 2.5, replica: dict | None = None) -> SimpleNamespace:
+    # Tune's trial: a hex id, an experiment tag starting with its creation counter, the searcher's values
+    # (with what the trial is for, search/roles.py, when it is a baseline point or an extra seed)
+    config = {"optim.lr": lr, "loss.focal_gamma": gamma, **({REPLICA_KEY: replica} if replica else {})}
+    return SimpleNamespace(trial_id=trial_id, experiment_tag=f"{index}_lr={lr}", config=config)
+
+
+BASELINE_0 = {"role": "baseline", "group": "b0", "point": 0, "reference": True}
 
 
 def run_epochs(callback: TrialTracking, trial, epochs: int) -> str:
@@ -94,13 +98,25 @@ def test_a_trial_run_holds_its_resolved_config_as_config_yaml(callback, tmp_path
 
 
 def test_the_baseline_trials_are_tagged_and_named_so(callback):
-    baseline = callback.tracker.client.get_run(run_epochs(callback, make_trial("b0", 1, 1.0e-3, 2.0), 1))
+    baseline = callback.tracker.client.get_run(run_epochs(callback, make_trial("b0", 1, 1.0e-3, 2.0, BASELINE_0), 1))
     sampled = callback.tracker.client.get_run(run_epochs(callback, make_trial("s0", 2, 1.0e-3, 2.0), 1))
-    # the first len(search.baseline) trials are the baseline points (Optuna evaluates them first)
+    # the searcher marks the baseline points (search/confirm.py): tagged, and named so
     assert baseline.data.tags["baseline"] == "true" and baseline.data.tags["baseline_point"] == "search.baseline[0]"
     assert baseline.info.run_name == "t01 baseline lr=1e-3 focal_gamma=2"
     # a later trial with the same values is not a baseline
     assert sampled.data.tags["baseline"] == "false" and "baseline" not in sampled.info.run_name
+
+
+def test_an_extra_seed_is_named_by_its_role_and_seed_and_tagged_with_its_config(callback):
+    noise = {"role": "noise", "group": "b0", "seed": 2, "reference": True}
+    run = callback.tracker.client.get_run(run_epochs(callback, make_trial("n2", 3, 1.0e-3, 2.0, noise), 1))
+    # which config it repeats, with which seed, and what for: in its name, tags and params
+    assert run.info.run_name == "t03 noise seed=2 lr=1e-3 focal_gamma=2"
+    assert run.data.tags["role"] == "noise" and run.data.tags["replica_of"] == "b0"
+    assert run.data.tags["confirmation"] == "false" and run.data.params["seed"] == "2"
+    # its config retrains that seed
+    config = yaml.safe_load(open(callback.tracker.client.download_artifacts(run.info.run_id, "config.yaml")))
+    assert config["seed"] == 2
 
 
 def test_a_resumed_trial_continues_its_own_run_under_the_same_name(callback):
@@ -161,7 +177,7 @@ def test_pending_epochs_are_not_pickled_into_tunes_snapshot(callback):
 
 
 def test_an_orphaned_trial_run_is_renamed_and_closed(callback):
-    run_id = run_epochs(callback, make_trial("lost", 1), 1)
+    run_id = run_epochs(callback, make_trial("lost", 1, replica=BASELINE_0), 1)
     summary = {"trials": [], "tracking": {"parent_run_id": callback.parent_run_id}}
     close_orphans(callback.tracker, callback.journal, summary)
     run = callback.tracker.client.get_run(run_id)

@@ -7,11 +7,12 @@ from pathlib import Path
 import optuna
 import pytest
 import ray
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
 from search.spec import load_plan
 from search.sampler import startup_trials
 from search.resources import resolve_resources
+from search.rungs import NoiseAwareHyperband
 from search.tuner import build_scheduler, build_searcher, cluster_gpus, ray_temp_dir, resourced_trainable
 from training.resources import TrialResources
 
@@ -42,24 +43,24 @@ def test_resourced_trainable_reserves_the_resolved_resources(plan):
     assert placed == {"CPU": 2.0, "GPU": 0.5}
 
 
-@pytest.mark.parametrize("name, cls", [("asha", ASHAScheduler), ("none", FIFOScheduler)])
+@pytest.mark.parametrize("name, cls", [("asha", NoiseAwareHyperband), ("none", FIFOScheduler)])
 def test_build_scheduler_follows_the_space_file(plan, name, cls):
     plan.spec.scheduler.name = name
     scheduler = build_scheduler(plan)
     # the scheduler named in the file is built
-    assert isinstance(scheduler, cls)
+    assert type(scheduler) is cls
     if name == "asha":
         # ASHA cuts on epochs, with the full budget as max_t
-        assert scheduler._time_attr == "epoch" and scheduler._max_t == plan.epochs
+        assert scheduler.max_t == plan.epochs
 
 
 def test_asha_brackets_make_asynchronous_hyperband(plan):
     plan.spec.scheduler.name, plan.spec.scheduler.brackets = "asha", 3
     plan.spec.scheduler.grace_period, plan.spec.scheduler.reduction_factor = 1, 2
     plan.base.train.epochs = 8
-    brackets = build_scheduler(plan)._brackets
-    # bracket s: the first stop can come after grace * rf**s epochs
-    assert [min(milestone for milestone, _ in b._rungs) for b in brackets] == [1, 2, 4]
+    brackets = build_scheduler(plan).rungs
+    # bracket s: the first stop can come after grace * rf**s epochs, then at every rf-fold epoch up to max_t
+    assert [sorted(b) for b in brackets] == [[1, 2, 4, 8], [2, 4, 8], [4, 8]]
 
 
 def test_build_searcher_uses_a_seeded_multivariate_tpe(plan):

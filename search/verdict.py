@@ -1,0 +1,168 @@
+"""The verdict: the winner against the baseline on images no trial read, with its uncertainty.
+
+At the end of a search, the candidate (the confirmed config with the best mean; without confirmation
+the best trial) and the reference config (the baseline) are compared:
+
+- **on the test split** when the data has one: every kept model of both (one per seed; each fold
+  model with `data.folds`) scores the test images, and a paired bootstrap over the images and the
+  models (training/metrics/bootstrap.py) gives the difference of the search metric and of the miss
+  and overkill rates at each model's calibrated decision threshold, with a 95 % interval;
+- **on validation** otherwise: the difference of the groups' mean scores with a bootstrap interval
+  over their seeds, labelled optimistic (the same images chose the configs).
+
+"winner vs baseline on test: +0.031 [-0.012, +0.074]"; where the interval holds 0, "no evidence the
+winner beats the baseline". The candidate's and the reference's sampled runs are left out where they
+were chosen for their validation score (the candidate's), as in search/decide.py.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from search.constraints import is_finite
+from search.decide import group_runs, reference_group
+from search.spec import SearchPlan
+from training.config import TrainConfig
+from training.config_file import validate_model
+from training.data import has_test, load_test
+from training.fit import CHECKPOINT_FILE
+from training.metrics.bootstrap import Estimate, paired_difference
+from training.runtime import Runtime
+from training.tasks import get_task
+
+RESAMPLES = 1000  # bootstrap resamples of the test images (and models) per verdict
+RATES = ("miss_rate", "overkill_rate")  # reported beside the search metric, at the calibrated threshold
+SEED = 0  # the bootstrap's generator: a verdict repeats
+
+
+def contenders(summary: dict[str, Any]) -> tuple[str, str] | None:
+    """(candidate group, reference group) to compare, or None when there is no pair."""
+    reference = reference_group(summary["trials"])
+    confirmation = summary.get("confirmation")
+    if confirmation is not None:
+        candidate = confirmation.get("candidate")
+    else:
+        best = summary.get("best") or {}
+        candidate = best.get("group", best.get("trial_id"))
+    if reference is None or candidate is None or candidate == reference:
+        return None
+    return candidate, reference
+
+
+def runs_of(summary: dict[str, Any], group: str, reference: str) -> list[dict[str, Any]]:
+    """The group's runs a verdict scores: its unbiased runs, else (no confirmation) its one run."""
+    runs = group_runs(summary["trials"], group, reference)
+    if runs or summary.get("confirmation") is not None:
+        return runs
+    return [t for t in summary["trials"] if t["trial_id"] == group and t["status"] != "FAILED"]
+
+
+def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None = None) -> dict[str, Any] | None:
+    """The verdict dict for summary.json (None without a candidate and a reference to compare)."""
+    pair = contenders(summary)
+    if pair is None:
+        return None
+    candidate, reference = (runs_of(summary, group, pair[1]) for group in pair)
+    if not candidate or not reference:
+        return None
+    metric = summary["metric"].removeprefix("val/")
+    sign = 1.0 if summary["mode"] == "max" else -1.0
+    names = [metric, *(r for r in RATES if r != metric)]
+    if has_test(plan.base.data) and all(_checkpoint(t) for t in candidate + reference):
+        if console is not None:
+            console.print(f"verdict: scoring {len(candidate)} + {len(reference)} models on the test split ...")
+        differences, images = test_differences(candidate, reference, plan.base, names)
+        split, optimistic = "test", False
+    else:
+        differences, images = validation_differences(candidate, reference, names, summary["metric"]), None
+        split, optimistic = "validation", True
+    gain = differences.get(metric)
+    evidence = gain is not None and is_finite(gain.lo) and (gain.lo > 0 if sign > 0 else gain.hi < 0)
+    result = {
+        "split": split,
+        "optimistic": optimistic,
+        "candidate": pair[0],
+        "reference": pair[1],
+        "trials": [t["trial_id"] for t in candidate + reference],
+        "images": images,
+        "metric": metric,
+        "differences": {k: v.to_dict() for k, v in differences.items()},
+        "evidence": evidence,
+    }
+    result["text"] = verdict_text(result, sign)
+    return result
+
+
+def verdict_text(result: dict[str, Any], sign: float) -> str:
+    """'winner vs baseline on test: val/macro_f1 +0.031 [-0.012, +0.074]; ...' (+ 'no evidence ...')."""
+    where = "on test" if result["split"] == "test" else "on validation (optimistic: these images chose the configs)"
+    parts = []
+    for name, d in result["differences"].items():
+        estimate = Estimate(d["value"], d["lo"], d["hi"])
+        parts.append(f"{name} {estimate:+.3f}" + (" (lower is better)" if name in RATES else ""))
+    text = f"winner vs baseline {where}: " + "; ".join(parts)
+    if not result["evidence"]:
+        better = "higher" if sign > 0 else "lower"
+        text += f". No evidence the winner beats the baseline (its {result['metric']} interval is not all {better})"
+    return text
+
+
+def _checkpoint(trial: dict[str, Any]) -> Path | None:
+    folder = trial.get("checkpoint")
+    path = Path(folder) / CHECKPOINT_FILE if folder else None
+    return path if path is not None and path.is_file() else None
+
+
+def models_of(trial: dict[str, Any]) -> tuple[TrainConfig, list[dict[str, Any]]]:
+    """(config, model states) of a trial's last checkpoint: one model, or one per fold."""
+    state = torch.load(_checkpoint(trial), map_location="cpu", weights_only=False)
+    cfg = validate_model(TrainConfig, {k: v for k, v in trial["config"].items() if k != "tracking"})
+    threshold = trial.get("last_metrics", {}).get("val/threshold_at_target_miss")
+    if is_finite(threshold):  # deployed at the threshold its validation calibrated (search/export.py writes it)
+        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"decision_threshold": float(threshold)})})
+    return cfg, [s["model"] for s in state.get("folds") or [state]]
+
+
+def test_differences(
+    candidate: list[dict[str, Any]], reference: list[dict[str, Any]], base: TrainConfig, names: list[str]
+) -> tuple[dict[str, Estimate], int]:
+    """The paired bootstrap on the test images of every model of the two groups."""
+    images = load_test(base.data)
+    groups = []
+    for runs in (candidate, reference):
+        outputs = []
+        for trial in runs:
+            cfg, states = models_of(trial)
+            runtime = Runtime.from_config(cfg.train)
+            outputs += [get_task(cfg.task).outputs(cfg, runtime, state, images) for state in states]
+        groups.append(outputs)
+    compared = paired_difference(groups[0], groups[1], resamples=RESAMPLES, seed=SEED)
+    return {k: compared[k].difference for k in names if k in compared}, len(images)
+
+
+def validation_differences(
+    candidate: list[dict[str, Any]], reference: list[dict[str, Any]], names: list[str], metric: str
+) -> dict[str, Estimate]:
+    """Differences of the groups' mean scores (the search metric's score; the rates at the last
+    epoch), with a bootstrap interval over the runs of each group."""
+    rng = np.random.default_rng(SEED)
+    out = {}
+    for name in names:
+        key = f"val/{name}"
+        values = [
+            np.array([(t["metrics"] if key == metric else t["last_metrics"]).get(key, math.nan) for t in runs], float)
+            for runs in (candidate, reference)
+        ]
+        if any(np.isnan(v).all() for v in values):
+            continue
+        values = [v[~np.isnan(v)] for v in values]
+        draws = [rng.choice(v, size=(RESAMPLES, len(v))).mean(axis=1) for v in values]
+        lo, hi = np.percentile(draws[0] - draws[1], [2.5, 97.5])
+        out[name] = Estimate(float(values[0].mean() - values[1].mean()), float(lo), float(hi))
+    return out
