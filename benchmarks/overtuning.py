@@ -6,6 +6,7 @@ of the same space from the same baseline:
 
 - `today`: the search as it was before issue 23: no noise seeds, no confirmation, plain ASHA rungs
   (`margin_sds: 0`, `wait_for_learning: false`); its pick is the best sampled trial by score;
+- `rungs`: the noise seeds and the noise-aware rungs, no confirmation: the rung rules alone;
 - `confirmed`: the shipped defaults: noise seeds of the baseline, noise-aware rungs, confirmation of
   the top config with fresh seeds, the baseline exported when the edge is inside the noise, and the
   verdict on the test split;
@@ -22,7 +23,7 @@ best trial's score minus the baseline's, or the confirmed means' difference), th
 the test gain of what it exports, whether the test contradicts the claim, and the epochs spent
 (sampling, noise seeds, confirmation; model-epochs with folds).
 
-    python -m benchmarks.overtuning                   # 5 seeds x 2 scenarios x 3 searches (about 2 h on 2 cores)
+    python -m benchmarks.overtuning                   # 5 seeds x 2 scenarios x 4 searches (about 2.5 h on 2 cores)
     python -m benchmarks.overtuning --find-baseline   # the null scenario's baseline (about 25 min)
     python -m benchmarks.overtuning --smoke           # the plumbing only
 """
@@ -54,11 +55,11 @@ SPACE = {
 }
 BASELINES = {
     # the strong one: the confirmed winner of `--find-baseline` (see benchmarks/README.md)
-    "null": {"optim.lr": 3.0e-3, "loss.focal_gamma": 1.0, "augment.brightness": 0.1, "augment.hflip": 0.25},
+    "null": {"optim.lr": 2.55e-3, "loss.focal_gamma": 3.7, "augment.brightness": 0.036, "augment.hflip": 0.044},
     "weak": {"optim.lr": 2.0e-4, "loss.focal_gamma": 2.0, "augment.brightness": 0.2, "augment.hflip": 0.5},
 }
 TODAY = {"noise_seeds": 0, "confirm": {"top": 0}}, {"margin_sds": 0.0, "wait_for_learning": False}
-VARIANTS = ("today", "confirmed", "confirmed_folds")
+VARIANTS = ("today", "rungs", "confirmed", "confirmed_folds")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def space_file(s: Setting, name: str, baseline: dict[str, Any] | None, seed: int
     if variant == "today":
         search |= TODAY[0]
         scheduler |= TODAY[1]
+    if variant == "rungs":
+        search["confirm"] = {"top": 0}
     data = data_section(s) | ({"folds": s.folds} if variant == "confirmed_folds" else {})
     if baseline is not None:
         search["baseline"] = [baseline]
@@ -156,6 +159,9 @@ def read_search(summary: dict[str, Any], variant: str, folds: int) -> dict[str, 
             "outcome": confirmation["outcome"],
             "candidate": params_of(summary, confirmation["candidate"]),
             "claim": candidate["mean"] - reference["mean"] if candidate else None,
+            # each compared config's fresh-seed scores: other decision rules can be replayed from them
+            "groups": [{"params": params_of(summary, g["group"]), "reference": g["reference"], "scores": g["scores"]}
+                       for g in confirmation["groups"]],  # fmt: skip
         }
     if summary.get("verdict"):
         record["verdict"] = summary["verdict"]["differences"].get(HEADLINE)
@@ -239,30 +245,29 @@ def score_searches(records: list[dict[str, Any]], outputs: dict[tuple, list]) ->
 
 
 def goals(records: list[dict[str, Any]], scenarios: list[str]) -> dict[str, Any]:
+    """Per scenario and variant: the mean test gain of what it exports, what it claimed, how often the
+    test contradicts the claim, the verdict's coverage of the test gain, and the epochs it spent."""
     out: dict[str, Any] = {}
     for scenario in scenarios:
-        rs = [r for r in records if r["scenario"] == scenario]
-        by = {v: [r for r in rs if r["variant"] == v] for v in VARIANTS}
         row: dict[str, Any] = {}
-        for v in ("confirmed", "confirmed_folds"):
-            if not by[v]:
+        today = [r for r in records if r["scenario"] == scenario and r["variant"] == "today"]
+        today_epochs = sum(r["epochs"]["sampled"] for r in today)
+        for variant in VARIANTS:
+            rs = [r for r in records if r["scenario"] == scenario and r["variant"] == variant]
+            if not rs:
                 continue
-            held = [r["verdict_holds_test_gain"] for r in by[v] if r["verdict_holds_test_gain"] is not None]
-            row[v] = {
+            held = [r["verdict_holds_test_gain"] for r in rs if r["verdict_holds_test_gain"] is not None]
+            spent = {k: sum(r["epochs"][k] for r in rs) for k in ("sampled", "noise", "confirm")}
+            row[variant] = {
+                "mean_test_gain": statistics.fmean(r["test_exported"]["gain"] for r in rs),
+                "mean_claim": statistics.fmean(r.get("claim", r["claim_today"]) or 0.0 for r in rs),
+                "contradicted": sum(r["test_contradicts_claim"] for r in rs),
                 "verdict_holds": f"{sum(held)}/{len(held)}",
-                "mean_test_gain": statistics.fmean(r["test_exported"]["gain"] for r in by[v]),
-                "below_baseline_beyond_interval": sum(r["test_exported"]["hi"] < 0 for r in by[v]),
-                "wins": sum(r.get("outcome") == "wins" for r in by[v]),
-                "extra_epochs": sum(r["epochs"]["noise"] + r["epochs"]["confirm"] for r in by[v])
-                / max(1, sum(r["epochs"]["sampled"] for r in by[v])),
-                "sampled_epochs_vs_today": sum(r["epochs"]["sampled"] for r in by[v])
-                / max(1, sum(r["epochs"]["sampled"] for r in by["today"])) if by["today"] else None,
-            }
-        if by["today"]:
-            row["today"] = {
-                "mean_test_gain": statistics.fmean(r["test_exported"]["gain"] for r in by["today"]),
-                "mean_claim": statistics.fmean(r["claim_today"] for r in by["today"]),
-                "contradicted": sum(r["test_contradicts_claim"] for r in by["today"]),
+                "below_baseline_beyond_interval": sum(r["test_exported"]["hi"] < 0 for r in rs),
+                "wins": sum(r.get("outcome") == "wins" for r in rs),
+                "epochs": spent,
+                "extra_epochs": (spent["noise"] + spent["confirm"]) / max(1, spent["sampled"]),
+                "epochs_vs_today": sum(spent.values()) / today_epochs if today_epochs else None,
             }
         out[scenario] = row
     return out
@@ -332,7 +337,7 @@ def setting(args: argparse.Namespace) -> Setting:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    s, console = setting(args), Console()
+    s, console = setting(args), Console(width=160)
     began = time.perf_counter()
     with scratch_results("ovt") as results:
         if args.find_baseline:
@@ -349,7 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = goals(records, args.scenarios)
     write_figures("overtuning", {"setting": s.__dict__, "baselines": BASELINES, "records": records, "goals": summary,
                                  "wall_s": time.perf_counter() - began}, args.out)  # fmt: skip
-    print("goals: " + "; ".join(f"{sc}: {summary[sc]}" for sc in args.scenarios))
+    for scenario in args.scenarios:
+        for variant, row in summary[scenario].items():
+            print(f"{scenario} {variant}: test gain {row['mean_test_gain']:+.3f} (claimed {row['mean_claim']:+.3f}, "
+                  f"contradicted {row['contradicted']}), verdict holds {row['verdict_holds']}, "
+                  f"wins {row['wins']}, epochs x{row['epochs_vs_today'] or 0:.2f} of today's")  # fmt: skip
+    print("goals: " + "; ".join(f"{sc} {v}: gain {r['mean_test_gain']:+.3f}, epochs x{r['epochs_vs_today'] or 0:.2f}"
+                                for sc in args.scenarios for v, r in summary[sc].items()))  # fmt: skip
     return 0
 
 

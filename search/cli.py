@@ -39,9 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to CPU without GPUs")
     run.add_argument("--storage", help="Tune storage shared by all nodes (path or URI); default: RESULTS/NAME/tune")
     run.add_argument("--max-failures", type=int, help="retries of a crashed trial (overrides search.max_failures)")
+    run.add_argument("--time-budget", help="stop starting trials after this long, e.g. 8h, 90m (overrides search.time_budget)")
     resume = verbs.add_parser("resume", help="continue an interrupted search")
     resume.add_argument("result_dir", type=Path, help="the search's results folder, e.g. results/quickstart")
     resume.add_argument("--restart-unfinished", action="store_true", help="restart unfinished trials from scratch")
+    resume.add_argument("--time-budget", help="a new time budget from now, e.g. 2h (default: the search's own deadline)")
     check = verbs.add_parser(
         "check", help="dry-run a space file: validate, sample 3 configs, time one batch, train the first config's curve"
     )
@@ -63,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         help="choose by a rule instead of the best trial, e.g. 'min val/overkill_rate where val/miss_rate <= 0.02' "
         "(from the Pareto front when the search had objectives)",
     )
+    keys = verbs.add_parser("keys", help="the training-config keys a task reads: type, default, range, description")
+    keys.add_argument("pattern", nargs="?", help="only the keys holding this text, or matching this glob (augment.*)")
+    keys.add_argument("--task", help="the task whose keys to list (default: classification)")
     return parser
 
 
@@ -73,6 +78,7 @@ def _apply_overrides(plan, args: argparse.Namespace) -> None:
         "max_concurrent": args.max_concurrent,
         "seed": args.seed,
         "max_failures": args.max_failures,
+        "time_budget": args.time_budget,
     }
     for key, value in overrides.items():
         if value is None:
@@ -126,6 +132,9 @@ def outcome(summary: dict | None) -> tuple[int, str | None]:
     if summary["best"] is not None:
         return EXIT_OK, None
     finished = [t for t in summary["trials"] if t["status"] != "FAILED"]
+    if not finished and (summary.get("time_budget") or {}).get("ran_out"):
+        more = f"python -m search resume {summary['out_dir']} --time-budget 2h"
+        return EXIT_INTERNAL, f"error: the time budget ran out before any trial finished; give it more time: {more}"
     if finished and summary.get("constraints"):
         bounds = " and ".join(summary["constraints"])
         return EXIT_NO_FEASIBLE, f"error: no trial met the constraints ({bounds}): {len(finished)} finished, none feasible"
@@ -140,15 +149,26 @@ def exit_code(summary: dict | None) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, console: Console) -> int:
-    from search.layout import SUMMARY_FILE
-    from search.state import read_state
+    from search.state import read_state, refuse_finished
 
     read_state(args.result_dir)
-    if (args.result_dir / SUMMARY_FILE).is_file():
-        raise ConfigError(None, "this search has finished; nothing to resume", args.result_dir)
+    budget = duration_arg(args.time_budget)
+    refuse_finished(args.result_dir, budget)
     from search.runner import resume_search
 
-    return exit_code(resume_search(args.result_dir, args.restart_unfinished, console))
+    return exit_code(resume_search(args.result_dir, args.restart_unfinished, console, budget))
+
+
+def duration_arg(value: str | None) -> float | None:
+    """--time-budget in seconds, or a ConfigError naming the flag."""
+    if value is None:
+        return None
+    from search.budget import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError("--time-budget", str(exc)) from None
 
 
 def require_finished(result_dir: Path) -> None:
@@ -193,6 +213,13 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
+def cmd_keys(args: argparse.Namespace, console: Console) -> int:
+    from search.keys import print_keys
+
+    print_keys(args.task, args.pattern, console)
+    return EXIT_OK
+
+
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from search.listing import list_searches
 
@@ -200,7 +227,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "report": cmd_report, "list": cmd_list, "export": cmd_export}
+COMMANDS = {"run": cmd_run, "resume": cmd_resume, "check": cmd_check, "report": cmd_report, "list": cmd_list, "export": cmd_export, "keys": cmd_keys}
 
 
 def main(argv: list[str] | None = None) -> int:

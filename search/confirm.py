@@ -9,7 +9,8 @@ this order of priority:
 2. the sampler's `num_samples` trials (the baselines first), told to the sampler as before;
 3. once every sampled trial has ended: the confirmation of the `confirm.top` best distinct configs
    by the search's score (the reference aside), queued as replicas;
-4. `Searcher.FINISHED`, recorded in the trial journal, when nothing is left to hand out.
+4. `Searcher.FINISHED`, recorded in the trial journal, when nothing is left to hand out. Past the
+   search's time budget (its deadline is in the journal: search/budget.py) nothing is handed out.
 
 Replicas are ordinary Tune trials (packed, checkpointed, resumed like the others) whose config
 carries a `replica` entry (search/roles.py); the sampler never hears of them, so it learns from one
@@ -30,6 +31,9 @@ from search.journal import TrialJournal
 from search.roles import BASELINE, CONFIRM, NOISE, REPLICA_KEY, group_of, replica
 from search.score import numeric, scored_metrics
 from search.spec import ConfirmSettings
+
+
+IDLE_ASKS = 15  # Tune's asks (one a second) with nothing running past the deadline before FINISHED
 
 
 class ConfirmingSearch(Searcher):
@@ -57,6 +61,7 @@ class ConfirmingSearch(Searcher):
         self.score = score  # (rule, metric, mode) ranking configs for confirmation: the search's score
         self.constraints = list(constraints or [])
         self.journal_path = journal
+        self._journal: TrialJournal | None = None
         self.state: dict[str, Any] = {
             "configs": {},  # trial id -> the config handed out (with its `replica` entry, if any)
             "sampled": [],  # trial ids of the sampler's trials, in order
@@ -106,6 +111,8 @@ class ConfirmingSearch(Searcher):
 
     def _next(self, trial_id: str) -> dict | str | None:
         state = self.state
+        if self.journal is not None and self.journal.past_deadline():
+            return self._out_of_time()
         if state["queue"]:
             return state["queue"].pop(0)
         if len(state["sampled"]) < self.num_samples:
@@ -120,6 +127,17 @@ class ConfirmingSearch(Searcher):
             return None  # a trial still running may become the reference and bring noise seeds
         self._finish()
         return Searcher.FINISHED
+
+    def _out_of_time(self) -> str | None:
+        """Past the deadline no trial starts. search/stopping.py (BudgetWatch) ends the run once every
+        trial stopped, the way Ctrl-C does, so that `resume --time-budget` can go on. Tune asks us again
+        every second when nothing runs; if that goes on (no trial ever started, or the watch missed the
+        moment), FINISHED ends the run for good rather than let Tune wait."""
+        running = [t for t in self.state["configs"] if t not in self.state["ended"]]
+        self.state["idle_asks"] = 0 if running else self.state.get("idle_asks", 0) + 1
+        if not self.state["configs"] or self.state["idle_asks"] > IDLE_ASKS:
+            return Searcher.FINISHED
+        return None
 
     def _sample(self, trial_id: str) -> dict | str | None:
         config = self.searcher.suggest(trial_id)
@@ -177,9 +195,19 @@ class ConfirmingSearch(Searcher):
         return chosen
 
     def _finish(self) -> None:
-        if not self.state["finished"] and self.journal_path is not None:
-            TrialJournal(self.journal_path).record({"search": "finished", "confirmed": self.state["confirmed"]})
+        if not self.state["finished"] and self.journal is not None:
+            self.journal.record({"search": "finished", "confirmed": self.state["confirmed"]})
         self.state["finished"] = True
+
+    @property
+    def journal(self) -> TrialJournal | None:
+        """The trial journal (where the time budget's deadline is), read incrementally."""
+        if self._journal is None and self.journal_path is not None:
+            self._journal = TrialJournal(self.journal_path)
+        return self._journal
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_journal": None}
 
     # ----------------------------------------------------------------- bookkeeping
 

@@ -15,13 +15,15 @@ from search.summary import read_summary, score_text
 from training.config import TrainConfig
 from training.config_file import validate_model
 from training.errors import ConfigError
-from training.tasks import ExportedSetting, get_task
+from training import metric_names
+from training.metric_names import ExportedSetting
 
 
 def exported_settings(config: TrainConfig, trial: dict[str, Any]) -> list[ExportedSetting]:
     """What the trial's task sets from its last metrics (e.g. a calibrated threshold): the model a
-    retrain of the config ends with (a score rule's average or best epoch is no value any model had)."""
-    return get_task(config.task).exported_settings(trial.get("last_metrics", trial["metrics"]))
+    retrain of the config ends with (a score rule's average or best epoch is no value any model had).
+    Declared without torch, so that an export starts in well under a second."""
+    return metric_names.exported_settings(config.task, trial.get("last_metrics", trial["metrics"]))
 
 
 def header(summary: dict[str, Any], trial: dict[str, Any], picked_by: str, settings: list[ExportedSetting]) -> str:

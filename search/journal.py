@@ -1,7 +1,8 @@
 """An append-only record of a search's trials that outlives the driver process.
 
 One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, why a rule or a rung
-stopped it, how it ended; and once, that the searcher handed out its last trial (`finished`). A
+stopped it, how it ended; the time budget's deadline; and once, that the searcher handed out its last
+trial (`finished`). A
 resumed search replays it, so it continues the same MLflow runs instead of duplicating them, and the
 final summary still has every epoch from before the interruption.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ class TrialJournal:
         self.groups: dict[str, str] = {}  # trial -> trial id of its config's first run (replicas share it)
         self.reference: str | None = None  # the group whose seeds measure the noise
         self.finished = False  # the searcher has handed out every trial it will
+        self.deadline: float | None = None  # time.time() after which no trial starts (search.time_budget)
         self._offset = 0
         self.refresh()
 
@@ -50,6 +53,9 @@ class TrialJournal:
     def _apply(self, event: dict[str, Any]) -> None:
         if event.get("search") == "finished":
             self.finished = True
+            return
+        if event.get("search") == "deadline":  # the latest wins: a resume may give more time
+            self.deadline = event["at"]
             return
         trial = event["trial"]
         if "run" in event:
@@ -78,6 +84,11 @@ class TrialJournal:
             handle.flush()
             os.fsync(handle.fileno())
         self.refresh()
+
+    def past_deadline(self) -> bool:
+        """Whether the search's time budget ran out (after reading what was appended since)."""
+        self.refresh()
+        return self.deadline is not None and time.time() >= self.deadline
 
     def epochs(self, trial: str) -> int:
         history = self.history.get(trial, [])

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from ray.tune import Callback
 
+from search.budget import clock_text
 from search.console import format_value, make_console, short_keys
 from search.constraints import Constraint, feasible, is_finite
 from search.journal import TrialJournal
@@ -63,6 +64,7 @@ class Progress(Callback):
         self.journal = journal
         self.done_before = 0  # trials a resumed search finished before its interruption
         self.reference_scores: dict[str, float] = {}  # finished runs of the reference config -> score
+        self.deadline: float | None = None  # the time budget's, from the journal (a resume may set a new one)
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment state; a console and a live view hold locks.
@@ -73,6 +75,7 @@ class Progress(Callback):
         self.started = time.monotonic()
         journal = TrialJournal(self.journal)
         self.done_before = len(journal.ended)
+        self.deadline = journal.deadline
         for trial_id, end in journal.ended.items():  # the best of the trials finished before a resume
             if end == "FINISHED" and journal.history.get(trial_id):
                 group = journal.groups.get(trial_id, trial_id)
@@ -186,12 +189,15 @@ class Progress(Callback):
 
     def _counts(self) -> str:
         """`k/N trials done, ETA mm:ss`: the remaining trials at the pace of the finished ones
-        (an upper bound under ASHA, which stops most of the rest early)."""
+        (an upper bound under ASHA, which stops most of the rest early); with a time budget, what is left of it."""
         finished = sum(r["status"] != "RUNNING" for r in self.rows.values())
         text = f"{finished + self.done_before}/{self.planned} trials done"
         if finished:
             pace = (time.monotonic() - self.started) / finished
             text += f", ETA {clock(pace * max(0, self.planned - finished - self.done_before))}"
+        if self.deadline is not None:
+            left = self.deadline - time.time()
+            text += f", budget left {clock_text(left)}" if left > 0 else ", time budget ran out: no new trials"
         return text
 
     def table(self) -> Table:

@@ -19,6 +19,7 @@ from rich.console import Console
 from ray import tune
 
 from search.constraints import is_finite
+from search.budget import clock_text
 from search.decide import decide
 from search.export import best_config_yaml
 from search.journal import TrialJournal
@@ -32,11 +33,12 @@ from search.state import (
     discard_unstarted,
     read_state,
     record_resources,
+    refuse_finished,
     stored_resources,
     write_atomic,
     write_state,
 )
-from search.stopping import LossRules
+from search.stopping import BudgetWatch, LossRules
 from search.report.pareto import write_pareto
 from search.summary import (
     is_feasible,
@@ -109,6 +111,8 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "tracking": {"uri": options.tracking_uri, "experiment": experiment_name(plan), "parent_run_id": None},
     }
     write_state(out_dir, state)
+    if plan.spec.search.time_budget:
+        set_deadline(out_dir, plan.spec.search.time_budget)
     console.print(f"search '{plan.name}': {plan_text(plan)}, results in {out_dir}")
     try:
         return launch(plan, state, console)
@@ -127,17 +131,32 @@ def plan_text(plan: SearchPlan) -> str:
         parts.append(f"{settings.noise_seeds} noise seeds of {of}")
     if settings.confirm.top and not settings.objectives:
         parts.append(f"confirmation of the top {settings.confirm.top} x {settings.confirm.seeds} seeds")
-    return " + ".join(parts)
+    budget = f", at most {clock_text(settings.time_budget)}" if settings.time_budget else ""
+    return " + ".join(parts) + budget
 
 
-def resume_search(result_dir: Path, restart_unfinished: bool, console: Console) -> dict[str, Any] | None:
+def set_deadline(out_dir: Path, budget: float) -> None:
+    """No trial starts after now + `budget` seconds (the journal's latest deadline counts)."""
+    TrialJournal(out_dir / JOURNAL_FILE).record({"search": "deadline", "at": time.time() + budget})
+
+
+def resume_search(
+    result_dir: Path, restart_unfinished: bool, console: Console, time_budget: float | None = None
+) -> dict[str, Any] | None:
     """Continue an interrupted search: finished trials kept, unfinished ones from their last checkpoint
-    (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs."""
+    (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs;
+    `time_budget` (seconds from now) replaces the search's deadline."""
     result_dir = result_dir.resolve()
     state = read_state(result_dir)
-    if (result_dir / SUMMARY_FILE).is_file():
-        raise ConfigError(None, "this search has finished; nothing to resume", result_dir)
+    refuse_finished(result_dir, time_budget)
     plan = load_plan(result_dir / SPACE_FILE)
+    if time_budget:
+        set_deadline(result_dir, time_budget)
+        # a search its budget ended goes on: its summary is written again when it ends
+        (result_dir / SUMMARY_FILE).unlink(missing_ok=True)
+        if not TrialJournal(result_dir / JOURNAL_FILE).run_ids and "://" not in state["tune_path"]:
+            # its budget ran out before any trial started: Tune ended it for good, so it starts afresh
+            shutil.rmtree(state["tune_path"], ignore_errors=True)
     console.print(f"resuming search '{plan.name}' from {result_dir}")
     return launch(plan, state, console, restart_unfinished)
 
@@ -201,6 +220,7 @@ def new_tuner(
     callbacks = [
         TrialTracking(tracker, state["tracking"]["parent_run_id"], plan, journal),
         progress_view(plan, console, journal),
+        BudgetWatch(journal),
     ]
     location = tuple(state["tune_path"].rsplit("/", 1))
     return build_tuner(plan, resources, location, callbacks, LossRules(plan.spec.stop, journal), journal)
@@ -247,7 +267,8 @@ def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], t
     finally:
         signal.signal(signal.SIGTERM, previous)
     journal = TrialJournal(out_dir / JOURNAL_FILE)
-    if not journal.finished or any(trial_id_of(result) not in journal.ended for result in results):
+    done = journal.finished or journal.past_deadline()  # every trial handed out, or the time budget ran out
+    if not done or any(trial_id_of(result) not in journal.ended for result in results):
         tracker.end_run(parent, "KILLED")
         console.print(
             f"interrupted after {len(journal.ended)} trials; nothing is lost. "
@@ -277,6 +298,7 @@ def build_summary(results, plan: SearchPlan, state: dict[str, Any], journal: Tri
         "space_keys": list(plan.space),
         "max_epochs": plan.epochs,
         "score": settings.score,
+        "time_budget": {"deadline": journal.deadline, "ran_out": journal.past_deadline()} if journal.deadline else None,
         "started_at": state["started_at"],
         "duration_s": seconds,
         "tracking": state["tracking"],
@@ -370,7 +392,9 @@ def finish_parent(tracker: Tracker, parent: str, summary: dict[str, Any], out_di
     if best is not None:
         write_atomic(out_dir / BEST_FILE, best_config_yaml(summary))
         tags = {"best_trial_id": best["trial_id"], "best_run_id": best["mlflow_run_id"], "best_score": score_text(summary)}
-        tracker.log(parent, metrics=best["metrics"], params={f"best.{k}": v for k, v in best["params"].items()}, tags=tags)
+        # tags, not params: a search its time budget ended may go on (`resume --time-budget`) to another best
+        tags |= {f"best.{k}": str(v) for k, v in best["params"].items()}
+        tracker.log(parent, metrics=best["metrics"], tags=tags)
         tracker.log_artifact(parent, out_dir / BEST_FILE)
     metrics, tags = conclusion_record(summary)
     tracker.log(parent, metrics=metrics, tags=tags)
@@ -397,12 +421,15 @@ def conclusion_record(summary: dict[str, Any]) -> tuple[dict[str, float], dict[s
 
 
 def prune_checkpoints(summary: dict[str, Any], state: dict[str, Any]) -> None:
-    """A finished search keeps the checkpoints of the best trial and of the models its verdict scored
-    only: the others' weights are dead weight (hundreds of MB for a small search), and finished trials
-    never resume."""
+    """A finished search keeps the checkpoints of the best trial, of the models its verdict scored and
+    of the reference config's runs only: the others' weights are dead weight (hundreds of MB for a small
+    search), and finished trials never resume."""
     if "://" in state["tune_path"]:
         return
+    reference = (summary.get("noise") or {}).get("reference")
+    # the reference's runs too: a search its time budget ended may go on and give a later verdict
     kept = {(summary["best"] or {}).get("trial_id"), *(summary.get("verdict") or {}).get("trials", [])}
+    kept |= {t["trial_id"] for t in summary["trials"] if reference is not None and t["group"] == reference}
     for trial in summary["trials"]:
         if trial["trial_id"] not in kept and trial["checkpoint"]:
             for folder in Path(trial["checkpoint"]).parent.glob("checkpoint_*"):

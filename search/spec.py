@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from search.budget import parse_duration
 from search.constraints import Constraint, parse_constraint
 from search.space import Distribution, check_dotted_key, check_space, get_dotted, parse_space
 from training.config import Section, TrackingConfig, TrainConfig
@@ -16,10 +17,13 @@ from training.config_file import read_yaml, suggestion, validate_model
 from training.data.registry import check_data
 from training.errors import ConfigError
 from training.resources import TrialResources
-from training.task_keys import check_reads, check_task_name, unread_settings
+from training.metric_names import metric_names
+from training.model_names import check_listed_model_name
+from training.task_keys import check_reads, check_task_name, reads, unread_settings
 
 # Nothing here imports torch, Ray or MLflow at module level: `read_plan` answers a mistake in the file,
-# its paths or its keys in well under a second; only `check_plan` (the task's own checks) loads torch.
+# its paths, keys, values, metric names or timm model names in well under a second; only `check_plan`
+# (the task's own checks) loads torch.
 
 
 class Objective(Section):
@@ -90,12 +94,22 @@ class SearchSettings(Section):
         "budget) runs with early in the search: the seed noise that rungs, confirmation and the verdict read; 0 = none",
     )
     confirm: ConfirmSettings = Field(default_factory=ConfirmSettings)
+    time_budget: float | None = Field(
+        None,
+        description="seconds (or 8h, 90m, 1h30m) after which no trial starts and running trials stop after "
+        "their epoch; the search then ends as any search does (summary, export, verdict); none = no limit",
+    )
     checkpoint_every_s: float = Field(
         10.0,
         ge=0,
         description="a trial saves a checkpoint after an epoch once this many seconds passed since its last one, "
         "and after its last epoch if it ran that long; a trial shorter than this saves none (0: every epoch)",
     )
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -298,6 +312,23 @@ def _check_searched_keys(base: TrainConfig, space: dict[str, Distribution]) -> N
         check_reads(base.task, key, f"space.{key}", _shared_detector(base, space))
 
 
+def _check_listed_names(cfg: TrainConfig) -> None:
+    """The names a config holds that the torch-free lists can refute: its timm model, where the task reads one."""
+    if reads(cfg.task, "model.name"):
+        check_listed_model_name(cfg.model.name)
+
+
+def _check_grace_period(scheduler: SchedulerSettings, base: TrainConfig) -> None:
+    """ASHA's grace period fits in a full trial (base.train.epochs is scheduler.max_epochs when that is set)."""
+    if scheduler.name == "asha" and scheduler.grace_period > base.train.epochs:
+        budget = "scheduler.max_epochs" if scheduler.max_epochs else "base.train.epochs"
+        raise ConfigError(
+            "scheduler.grace_period",
+            f"{scheduler.grace_period} is more than the {base.train.epochs} epochs of a full trial ({budget}); "
+            f"use at most {base.train.epochs}",
+        )
+
+
 def _unread_base_keys(base: TrainConfig, space: dict[str, Distribution]) -> list[ConfigError]:
     """Every task reads `data`, so an unread setting always comes from the file's `base:`."""
     unread = unread_settings(base, _shared_detector(base, space))
@@ -305,17 +336,27 @@ def _unread_base_keys(base: TrainConfig, space: dict[str, Distribution]) -> list
 
 
 def read_plan(path: str | Path) -> SearchPlan:
-    """The checks that need no torch: YAML, schema, base config, task name, data paths, searched keys
-    (known and read by the task), ranges, baselines, constraint syntax. A ConfigError names file and key."""
+    """The checks that need no torch: YAML, schema, base config, task name, grace period, data paths,
+    timm model names, searched keys (known and read by the task), range ends and choices (valid config
+    values), metric names, baselines, constraints. A ConfigError names file and key."""
     path = Path(path)
     try:
         spec = validate_model(SearchSpec, read_yaml(path))
         check_task_name(spec.task)
         base = _base_config(spec)
+        _check_grace_period(spec.scheduler, base)
         check_data(base.data)
+        try:
+            _check_listed_names(base)
+        except ConfigError as exc:
+            raise exc.with_prefix("base") from None
         space = parse_space(spec.space)
         _check_searched_keys(base, space)
+        check_space(base, space, _check_listed_names)
         constraints = [parse_constraint(text, f"search.constraints.{i}") for i, text in enumerate(spec.search.constraints)]
+        known = metric_names(base.task, base)
+        _check_metrics(spec, base, known)
+        _check_constraint_metrics(constraints, base.task, known)
         baseline = _baseline_points(spec, base, space)
     except ConfigError as exc:
         raise exc.with_file(path) from None
@@ -324,16 +365,14 @@ def read_plan(path: str | Path) -> SearchPlan:
 
 
 def check_plan(plan: SearchPlan) -> None:
-    """The task's own checks (model names through timm, every range end, metric names): these load torch."""
+    """The task's own checks of the base config and of every range end and choice (model names through
+    timm, pretrained weights, freeze stages, ...): these load torch."""
     from training.tasks import get_task
 
     task = get_task(plan.base.task)
     try:
         task.check(plan.base)
         check_space(plan.base, plan.space, task.check)
-        known = task.metric_names(plan.base)
-        _check_metrics(plan.spec, plan.base, known)
-        _check_constraint_metrics(plan.constraints, plan.base.task, known)
     except ConfigError as exc:
         raise exc.with_file(plan.path) from None
 

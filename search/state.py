@@ -88,3 +88,15 @@ def discard_unstarted(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
     if out_dir.is_dir() and not any(out_dir.iterdir()):
         out_dir.rmdir()
+
+
+def refuse_finished(result_dir: Path, time_budget: float | None) -> None:
+    """A finished search is not resumed, unless its time budget ended it and more time is given."""
+    summary = result_dir / SUMMARY_FILE
+    if not summary.is_file():
+        return
+    ran_out = bool((json.loads(summary.read_text()).get("time_budget") or {}).get("ran_out"))
+    if ran_out and time_budget:
+        return
+    more = ": its time budget ran out; give it more with --time-budget, e.g. 2h" if ran_out else "; nothing to resume"
+    raise ConfigError(None, f"this search has finished{more}", result_dir)

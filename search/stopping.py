@@ -4,6 +4,7 @@
 - divergence: the loss variance over the last `window` epochs exceeds the previous window's by more
   than `max_loss_variance_increase` (relative), i.e. training started to oscillate.
 Both are off by default. A stopped trial ends normally (its result counts) with a `stop_reason`.
+Past the search's time budget (search/budget.py) every trial stops after the epoch it reports.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import signal
+
 import numpy as np
-from ray.tune import Stopper
+from ray.tune import Callback, Stopper
+from ray.tune.experiment import Trial
 
 from search.journal import TrialJournal
 from search.spec import StopSettings
@@ -41,6 +45,9 @@ class LossRules(Stopper):
         self.losses: dict[str, list[float]] = {}
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self.journal.past_deadline():
+            self.journal.record({"trial": trial_id, "stop": "the time budget ran out"})
+            return True  # Optuna hears PRUNED (no stop_reason): the trial did not finish
         value = result.get(self.settings.metric)
         if value is None:
             return False
@@ -58,3 +65,20 @@ class LossRules(Stopper):
 
     def stop_all(self) -> bool:
         return False
+
+
+class BudgetWatch(Callback):
+    """Ends the Tune run once the time budget ran out and every trial has stopped, the way a Ctrl-C
+    does (Tune's graceful SIGINT stop): its searcher is not marked finished, so `resume
+    --time-budget` can go on sampling. (A Stopper's `stop_all` would mark it finished for good.)"""
+
+    def __init__(self, journal: Path):
+        self.journal = TrialJournal(journal)
+        self.signalled = False
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        if self.signalled or not self.journal.past_deadline():
+            return
+        if all(trial.status in (Trial.TERMINATED, Trial.ERROR) for trial in trials):
+            self.signalled = True
+            signal.raise_signal(signal.SIGINT)

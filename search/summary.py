@@ -130,7 +130,8 @@ def print_confirmation(summary: dict[str, Any], console: Console) -> None:
 
     noise = summary.get("noise") or {}
     if noise.get("reference"):
-        console.print(f"seed noise: {noise['text']} ({summary['metric']}, pooled over {noise['dof']} degrees of freedom)")
+        dof = f"{noise['dof']} degree{'s' if noise['dof'] != 1 else ''} of freedom"
+        console.print(f"seed noise: {noise['text']} ({summary['metric']}, pooled over {dof})")
     table = confirmation_table(summary)
     if table is not None:
         console.print(table)
@@ -160,6 +161,9 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
         f"{counts['STOPPED']} stopped early by ASHA, {counts['FAILED']} failed"
         + (f" ({replicas} of them extra seeds: noise and confirmation)" if replicas else "")
     )
+    budget = summary.get("time_budget") or {}
+    if budget.get("ran_out"):
+        console.print("the time budget ran out: no trial started after it, running ones stopped after their epoch")
     best = summary["best"]
     if best is None:
         console.print("[red]no trial produced the metric" + (" and met the constraints" if constrained else "") + "[/]")

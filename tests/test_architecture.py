@@ -15,8 +15,19 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK_NAMES = set(TASK_KEYS)
 # a task's name and the words in it ('semi', 'detection'): what a test on a task name compares against
 TASK_WORDS = TASK_NAMES | {word for name in TASK_NAMES for word in name.split("_")}
-# read before torch so that a bad space file is answered in under a second (issue 16)
-TORCH_FREE = ["training/config.py", "training/config_file.py", "training/errors.py", "training/task_keys.py", "search/spec.py"]
+# read before torch so that a bad space file is answered in under a second (issues 16, 25), and
+# `search keys` and `search export` start at once
+TORCH_FREE = [
+    "training/config.py",
+    "training/config_file.py",
+    "training/errors.py",
+    "training/task_keys.py",
+    "training/metric_names.py",
+    "training/model_names.py",
+    "search/spec.py",
+    "search/keys.py",
+    "search/export.py",
+]
 
 
 def sources(package: str) -> list[Path]:

@@ -1,5 +1,7 @@
 """`python -m training train CONFIG.yaml`: one training run outside Ray, logged to MLflow.
 `python -m training evaluate RUN_DIR...`: trained models scored on a split, with bootstrap intervals.
+`python -m training predict RUN_DIR IMAGES... -o OUT`: a trained model's predictions on image files.
+`python -m training export-model RUN_DIR -o model.onnx|model.ts`: a trained model as one deployable file.
 
 Configs are read and checked before torch loads (seconds), so a mistake is answered at once.
 """
@@ -30,7 +32,7 @@ SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/macro_f1", "val/miss_rat
 
 
 def _parser() -> argparse.ArgumentParser:
-    description = "Train one config, or score trained models; no Ray needed."
+    description = "Train one config, score trained models, predict with one or export it; no Ray needed."
     parser = argparse.ArgumentParser(prog="python -m training", description=description)
     verbs = parser.add_subparsers(dest="verb", required=True)
     train = verbs.add_parser("train", help="train a config YAML (e.g. one exported by `python -m search export`)")
@@ -58,6 +60,24 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     evaluate.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     evaluate.add_argument("-o", "--output", type=Path, help="write the results to this JSON file")
+    run_help = "a `training train` folder (config.yaml, model.pt) or a search checkpoint folder (state.pt)"
+    predict = verbs.add_parser(
+        "predict", help="a trained model's predictions on images: a CSV row per image (detection: COCO results JSON)"
+    )
+    predict.add_argument("run", type=Path, metavar="RUN_DIR", help=run_help)
+    predict.add_argument(
+        "images", type=Path, nargs="+", metavar="IMAGES_OR_FOLDER", help="image files, or folders searched recursively"
+    )
+    predict.add_argument(
+        "-o", "--output", type=Path, required=True, help="predictions.csv (classification, multilabel) or .json (detection)"
+    )
+    predict.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: 32)")
+    predict.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
+    export = verbs.add_parser(
+        "export-model", help="a trained model as one ONNX or TorchScript file, its class names and thresholds inside"
+    )
+    export.add_argument("run", type=Path, metavar="RUN_DIR", help=run_help)
+    export.add_argument("-o", "--output", type=Path, required=True, help="model.onnx (ONNX) or model.ts (TorchScript)")
     return parser
 
 
@@ -151,7 +171,36 @@ def evaluate(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-VERBS = {"train": train, "evaluate": evaluate}
+def predict(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress
+
+    from training.evaluate import DEVICES
+    from training.predict import plan, predict as predict_images
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size", f"expected a positive number of images, got {args.batch_size}")
+    if args.device not in DEVICES:
+        raise ConfigError("--device", f"expected one of {', '.join(DEVICES)}, got '{args.device}'")
+    planned = plan(args.run, args.images, args.output)
+    with Progress(console=console, disable=not console.is_terminal, transient=True) as progress:
+        bar = progress.add_task("predicting", total=len(planned.images))
+        errors = predict_images(planned, args.batch_size, args.device, lambda n: progress.advance(bar, n))
+    unread = f" ({errors} could not be read: see their error)" if errors else ""
+    console.print(f"written: {args.output}: {len(planned.images)} images{unread}")
+    return EXIT_OK
+
+
+def export_model(args: argparse.Namespace, console: Console) -> int:
+    from training.deploy import export, plan_export
+
+    run, classes = plan_export(args.run, args.output)
+    info = export(run, classes, args.output)
+    height, width = info["input_size"]
+    console.print(f"written: {args.output}: {info['task']}, input {height}x{width}, outputs {', '.join(info['outputs'])}")
+    return EXIT_OK
+
+
+VERBS = {"train": train, "evaluate": evaluate, "predict": predict, "export-model": export_model}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,12 +111,15 @@ def unread_settings(cfg: TrainConfig, detector: str | None = None) -> list[Confi
     return unread
 
 
+def only_detectors(key: str) -> tuple[str, ...]:
+    """The detectors that alone read `key` (`DETECTOR_ONLY`); () when any detector would."""
+    return next((detectors for prefix, detectors in DETECTOR_ONLY.items() if _covers(prefix, key)), ())
+
+
 def _check_detector_reads(key: str, where: str, detector: str | None) -> None:
-    if detector is None:
-        return
-    for prefix, detectors in DETECTOR_ONLY.items():
-        if _covers(prefix, key) and detector not in detectors:
-            raise ConfigError(
-                where, f"model.detector '{detector}' does not read '{key}' (only {', '.join(detectors)} does); "
-                "drop the key or set model.detector",
-            )
+    detectors = only_detectors(key)
+    if detector is not None and detectors and detector not in detectors:
+        raise ConfigError(
+            where, f"model.detector '{detector}' does not read '{key}' (only {', '.join(detectors)} does); "
+            "drop the key or set model.detector",
+        )

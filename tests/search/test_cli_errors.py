@@ -7,6 +7,7 @@ so the module fixture starts them all at once and the tests read their results.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -226,6 +227,37 @@ FAST_CASES = {
         "error: s.yaml: space.loss.focal_gamma: task 'detection' does not read 'loss.focal_gamma'; of loss it reads: loss.rpn, loss.roi",
     ),
     "check-bad-key": (["check", "s.yaml"], {"space": {"optim.lrr": {"uniform": [0.1, 0.2]}}}, "error: s.yaml: space.optim.lrr"),
+    "wrong-metric": (
+        ["run", "s.yaml"],
+        {"search": {"metric": "val/f1"}},
+        "error: s.yaml: search.metric: task 'classification' does not report 'val/f1'; did you mean",
+    ),
+    "wrong-constraint-metric": (
+        ["run", "s.yaml"],
+        {"search": {"constraints": ["val/mis_rate <= 0.1"]}},
+        "error: s.yaml: search.constraints.0: task 'classification' does not report 'val/mis_rate'; did you mean 'val/miss_rate'?",
+    ),
+    "wrong-model-name": (
+        ["run", "s.yaml"],
+        {"base": {"model": {"name": "resnet10"}}},
+        "error: s.yaml: base.model.name: unknown timm model 'resnet10'; did you mean 'resnet10t'?",
+    ),
+    "wrong-searched-model-name": (
+        ["check", "s.yaml"],
+        {"space": {"model.name": {"choice": ["resnet10t", "mobilenetv2_10"]}}},
+        "error: s.yaml: space.model.name: value 'mobilenetv2_10' does not fit model.name: unknown timm model",
+    ),
+    "wrong-searched-detector": (
+        ["run", "s.yaml"],
+        {"task": "detection", "space": {"model.detector": {"choice": ["faster_rcnn", "retina"]}}},
+        "error: s.yaml: space.model.detector: value 'retina' does not fit model.detector",
+    ),
+    "grace-over-budget": (
+        ["run", "s.yaml"],
+        {"scheduler": {"max_epochs": 6, "grace_period": 10}},
+        "error: s.yaml: scheduler.grace_period: 10 is more than the 6 epochs of a full trial (scheduler.max_epochs)",
+    ),
+    "keys-unknown-task": (["keys", "--task", "clasification"], None, "error: --task: unknown task 'clasification'; did you mean"),
     "resume-nothing": (["resume", "nowhere"], None, "error: nowhere: no search.json here"),
     "report-nothing": (["report", "nowhere"], None, "error: nowhere: no summary.json here"),
 }
@@ -261,6 +293,52 @@ def test_cli_help_loads_nothing_heavy(tmp_path, args):
     assert proc.returncode == 0 and "usage: python -m search" in proc.stdout
     assert proc.stdout.strip().endswith("loaded:")
     assert cpu < CPU_BOUND_S and wall < WALL_BOUND_S, (cpu, wall)
+
+
+@pytest.mark.parametrize("args", [["keys"], ["keys", "--task", "semi_supervised_detection", "semi.*"]])
+def test_cli_keys_loads_nothing_heavy(tmp_path, args):
+    proc, wall, cpu = run_timed(args, tmp_path)
+    # the keys are listed from the config's pydantic models: exit 0, one line per key, nothing heavy imported
+    assert proc.returncode == 0 and proc.stdout.count("(float, default") > 3, proc.stdout
+    assert proc.stdout.strip().endswith("loaded:")
+    assert cpu < CPU_BOUND_S and wall < WALL_BOUND_S, (cpu, wall)
+
+
+def finished_search(folder: Path) -> Path:
+    """A hand-made finished search (its summary.json alone) whose best trial calibrated a threshold."""
+    trial = {
+        "trial_id": "t1",
+        "status": "DONE",
+        "feasible": True,
+        "epochs": 2,
+        "metrics": {"val/macro_f1": 0.8, "val/threshold_at_target_miss": 0.37},
+        "params": {},
+        "config": {"task": "classification", "eval": {"target_miss_rate": 0.05}},
+        "mlflow_run_id": "run-t1",
+    }
+    summary = {
+        "name": "done",
+        "space_file": "space.yaml",
+        "tracking": {"uri": "sqlite:///mlflow.db", "experiment": "done"},
+        "metric": "val/macro_f1",
+        "mode": "max",
+        "constraints": [],
+        "trials": [trial],
+        "best": trial,
+    }
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_cli_export_loads_nothing_heavy(tmp_path):
+    finished_search(tmp_path / "done")
+    proc, _, _ = run_timed(["export", "done", "-o", "best.yaml"], tmp_path)
+    # the best trial's config is written, with the decision threshold its task sets from its metrics
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["eval"]["decision_threshold"] == 0.37
+    # export reads JSON and writes YAML: torch, Ray and MLflow (seconds each) stay unloaded
+    assert proc.stdout.strip().endswith("loaded:"), proc.stdout
 
 
 def test_cli_python_tag_is_one_line_of_ours(tmp_path):

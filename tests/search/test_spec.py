@@ -140,7 +140,7 @@ def test_read_plan_refuses_a_searched_key_the_task_ignores(minimal_space, write_
     "task, key", [("detection", "loss.rpn.focal_gamma"), ("semi_supervised_detection", "semi.jitter.scale")]
 )
 def test_read_plan_refuses_a_key_only_another_detector_reads(minimal_space, write_space, task, key):
-    minimal_space.update(task=task, base={"model": {"name": "resnet10t", "detector": "retinanet"}})
+    minimal_space.update(task=task, base={"model": {"name": "resnet10t", "detector": "retinanet"}}, search={"metric": "val/mAP50"})
     minimal_space["space"] = {"optim.lr": {"loguniform": [1e-4, 1e-2]}, key: {"uniform": [0.1, 0.2]}}
     # RetinaNet has no RPN and no ROI heads: every trial would ignore the key
     with pytest.raises(ConfigError) as err:
@@ -156,6 +156,7 @@ def test_read_plan_refuses_a_key_only_another_detector_reads(minimal_space, writ
 
 def test_read_plan_lists_base_settings_no_trial_reads(minimal_space, write_space):
     minimal_space.update(task="detection", base={"model": {"name": "resnet10t"}, "loss": {"focal_gamma": 3.5, "rpn": {"focal_gamma": 2.5}}})
+    minimal_space["search"] = {"metric": "val/mAP50"}
     plan = read_plan(write_space(minimal_space))
     # detection reads loss.rpn, never loss.focal_gamma: shown with what it reads, not refused
     assert [e.key for e in plan.unread] == ["base.loss.focal_gamma"] and "loss.rpn" in plan.unread[0].message

@@ -4,7 +4,7 @@ per-stage losses and metrics."""
 from training.detection.augment import detection_transform
 from training.detection.dataset import DetectionDataset, LabelMap, collate
 from training.losses.detection import StageLoss
-from training.metrics.detection import detection_metric_names, detection_metrics
+from training.metrics.detection import detection_metrics
 from training.detection.models import check_detector, create_detector
 
 __all__ = [
@@ -14,7 +14,6 @@ __all__ = [
     "check_detector",
     "collate",
     "create_detector",
-    "detection_metric_names",
     "detection_metrics",
     "detection_transform",
 ]

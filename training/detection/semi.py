@@ -36,6 +36,7 @@ from training.config import AugmentConfig, PseudoThresholds
 from training.data.dataset import read_image
 from training.data.samples import ImageSet
 from training.detection.models import ignored_samples
+from training.metric_names import PSEUDO_STAGES, SCORE_STAGES
 
 # Teacher boxes scoring below this are not proposals at all (torchvision's own box_score_thresh):
 # the kept ratio is "kept / proposed above this floor".
@@ -43,7 +44,6 @@ SCORE_FLOOR = 0.05
 # A pseudo box squeezed below this many pixels on a side by the strong view's geometry is dropped.
 MIN_BOX_SIDE = 1.0
 HISTOGRAM_BINS = 20
-STAGES = ("initial", "cls", "rpn")  # the score-threshold stages; "reg" filters on box uncertainty
 
 
 # ---------------------------------------------------------------- teacher
@@ -232,7 +232,7 @@ def filter_pseudo_boxes(
     Each stage's "ignore" holds the boxes above thresholds.ignore that it does not keep: a weak
     teacher misses most objects at a strict threshold, and the student must not learn them as background."""
     first = scores > thresholds.initial
-    keeps = {stage: first & (scores > getattr(thresholds, stage)) for stage in STAGES}
+    keeps = {stage: first & (scores > getattr(thresholds, stage)) for stage in SCORE_STAGES}
     keeps["reg"] = keeps["cls"] if uncertainty is None else first & (uncertainty < thresholds.reg)
     uncertain = scores > thresholds.ignore
     return {
@@ -409,9 +409,10 @@ class PseudoLearner:
     refines: bool  # has ROI heads: box jitter and background weights apply
 
 
+# stages and refinement as training.metric_names declares them, which names the metrics they report
 PSEUDO_LOSSES: dict[str, PseudoLearner] = {
-    "faster_rcnn": PseudoLearner(faster_rcnn_pseudo_losses, ("cls", "rpn", "reg"), refines=True),
-    "retinanet": PseudoLearner(single_stage_pseudo_losses, ("cls",), refines=False),
+    "faster_rcnn": PseudoLearner(faster_rcnn_pseudo_losses, *PSEUDO_STAGES["faster_rcnn"]),
+    "retinanet": PseudoLearner(single_stage_pseudo_losses, *PSEUDO_STAGES["retinanet"]),
 }
 
 
@@ -485,27 +486,8 @@ class PseudoStats:
             "bins": [round(float(e), 4) for e in self.edges],
             "counts": self.counts.sum(0).tolist(),
             "per_class": {name: self.counts[i].tolist() for i, name in enumerate(self.class_names)},
-            "marks": {stage: getattr(thresholds, stage) for stage in self.stages if stage in STAGES},
+            "marks": {stage: getattr(thresholds, stage) for stage in self.stages if stage in SCORE_STAGES},
         }
-
-
-def score_stages(detector: str) -> tuple[str, ...]:
-    """The stages of `detector`'s semi-supervised loss that keep pseudo boxes by teacher score."""
-    return tuple(stage for stage in ("initial", *PSEUDO_LOSSES[detector].stages) if stage in STAGES)
-
-
-def pseudo_metric_names(class_names: list[str], detector: str) -> list[str]:
-    """The pseudo-label metric keys a semi-supervised run reports (after burn-in)."""
-    learner = PSEUDO_LOSSES[detector]
-    names = (
-        ["train/pseudo_boxes_per_image", "train/pseudo_kept_ratio"]
-        + [f"train/pseudo_kept_ratio_{stage}" for stage in learner.stages]
-        + [f"train/pseudo_kept_ratio/{name}" for name in class_names]
-    )
-    if learner.refines:
-        names += ["train/pseudo_bg_weight", "train/pseudo_box_uncertainty_p50", "train/pseudo_box_uncertainty_p25"]
-        names += [f"train/pseudo_kept_ratio_reg/{name}" for name in class_names]
-    return names
 
 
 class StudentTeacher(nn.Module):

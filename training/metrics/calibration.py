@@ -12,9 +12,7 @@ import math
 
 import torch
 
-OVERKILL_METRIC = "overkill_at_target_miss"  # good images called defective at the calibrated threshold
-THRESHOLD_METRIC = "threshold_at_target_miss"  # the calibrated P(defect) threshold
-CALIBRATION_METRICS = [OVERKILL_METRIC, THRESHOLD_METRIC]
+from training.metric_names import OVERKILL_METRIC, THRESHOLD_METRIC
 
 
 def threshold_at_miss_rate(defect_scores: torch.Tensor, target_miss_rate: float) -> float:

@@ -44,7 +44,8 @@ def present_class_auroc(probs: torch.Tensor, targets: torch.Tensor, num_classes:
 def classification_metrics(
     logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], good_class: str
 ) -> dict[str, float]:
-    """Accuracy, macro F1, per-class F1, AUROC and, when a good class exists, miss/overkill rates."""
+    """Accuracy, macro F1, per-class F1, AUROC and, when a good class exists, miss/overkill rates: the
+    keys of `training.metric_names.classification_metric_names`."""
     n = len(class_names)
     probs = logits.float().softmax(dim=1)
     metrics = {
@@ -59,9 +60,3 @@ def classification_metrics(
         miss, overkill = inspection_rates(confusion, class_names.index(good_class))
         metrics.update(miss_rate=miss, overkill_rate=overkill)
     return metrics
-
-
-def classification_metric_names(class_names: list[str], good_class: str) -> list[str]:
-    """The keys `classification_metrics` returns for these classes."""
-    names = ["accuracy", "macro_f1", "auroc"] + [f"f1/{c}" for c in class_names]
-    return names + (["miss_rate", "overkill_rate"] if good_class in class_names else [])

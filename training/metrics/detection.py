@@ -15,11 +15,6 @@ from torchvision.ops import box_iou
 Detections = list[dict[str, torch.Tensor]]
 
 
-def detection_metric_names(class_names: list[str]) -> list[str]:
-    """The keys `detection_metrics` returns, for the defect classes `class_names`."""
-    return ["mAP50", "mAP", *(f"AP50/{name}" for name in class_names), "miss_rate", "overkill_rate"]
-
-
 def _defined(value: torch.Tensor) -> float:
     # torchmetrics says -1 where AP is undefined (no ground-truth box): reported as 0
     return max(float(value), 0.0)
@@ -64,7 +59,7 @@ def image_rates(preds: Detections, targets: Detections, score: float, iou: float
 def detection_metrics(
     preds: Detections, targets: Detections, class_names: list[str], score_threshold: float, iou_threshold: float
 ) -> dict[str, float]:
-    """Every key of `detection_metric_names(class_names)`."""
+    """Every key of `training.metric_names.detection_metric_names(class_names)`."""
     ap = average_precision(preds, targets, len(class_names))
     metrics = {"mAP50": ap["mAP50"], "mAP": ap["mAP"]}
     metrics.update({f"AP50/{name}": ap[f"AP50/{label}"] for label, name in enumerate(class_names, start=1)})

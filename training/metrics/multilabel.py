@@ -16,15 +16,10 @@ from torchmetrics.functional.classification import binary_auroc, multilabel_f1_s
 THRESHOLD = 0.5
 
 
-def multilabel_metric_names(class_names: list[str]) -> list[str]:
-    """The keys `multilabel_metrics` returns for these classes."""
-    per_class = [f"{kind}/{name}" for kind in ("f1", "auroc", "threshold") for name in class_names]
-    return ["macro_f1", "micro_f1", "auroc", "macro_f1_tuned", "miss_rate", "overkill_rate", *per_class]
-
-
 def multilabel_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]) -> dict[str, float]:
     """F1 (macro, micro, per class), AUROC (macro over scorable classes, per class), tuned thresholds
-    with the macro F1 at them, and the image-level miss and overkill rates; probs and targets (n, classes)."""
+    with the macro F1 at them, and the image-level miss and overkill rates; probs and targets (n, classes).
+    Its keys: `training.metric_names.multilabel_metric_names`."""
     n, targets = len(class_names), targets.int()
     f1 = multilabel_f1_score(probs, targets, n, threshold=THRESHOLD, average=None)
     auroc = per_class_auroc(probs, targets)

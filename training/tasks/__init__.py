@@ -7,6 +7,7 @@ from typing import Callable
 from training.config import TrainConfig
 from training.config_file import suggestion
 from training.errors import ConfigError
+from training.metric_names import METRIC_NAMES
 from training.runtime import Runtime
 from training.task_keys import TASK_KEYS
 from training.tasks.base import ExportedSetting, ReportTable, Task
@@ -15,8 +16,11 @@ TASKS: dict[str, type[Task]] = {}
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
-    if name not in TASK_KEYS:  # a programming error: the task's keys must be declared where torch is not needed
+    # a programming error: the task's keys and metrics must be declared where torch is not needed
+    if name not in TASK_KEYS:
         raise KeyError(f"task '{name}' declares no config keys in training.task_keys.TASK_KEYS")
+    if name not in METRIC_NAMES:
+        raise KeyError(f"task '{name}' declares no metric names in training.metric_names.METRIC_NAMES")
 
     def add(cls: type[Task]) -> type[Task]:
         cls.name = name

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from training.config import TrainConfig
 from training.data.samples import ImageSet
 from training.errors import ConfigError
+from training.metric_names import ExportedSetting, exported_settings, metric_names
 from training.metrics.bootstrap import RESAMPLES
 from training.models import all_trainable
 from training.optim import create_optimizer
@@ -25,15 +26,6 @@ from training.runtime import Runtime
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from rich.console import RenderableType
-
-
-@dataclass
-class ExportedSetting:
-    """A config value a trial's metrics decide for deployment (e.g. a calibrated threshold)."""
-
-    key: str  # dotted training-config key, e.g. `eval.decision_threshold`
-    value: Any
-    note: str  # one line for the exported file's header: what the value means in deployment
 
 
 @dataclass
@@ -92,9 +84,10 @@ class Task(ABC):
         self.runtime = runtime
 
     @classmethod
-    @abstractmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        """Every metric key this task reports per epoch (`train/...`, `val/...`)."""
+        """Every metric key this task reports per epoch (`train/...`, `val/...`), as declared in
+        `training.metric_names`, where a search reads them before torch loads."""
+        return metric_names(cls.name, cfg)
 
     @classmethod
     def check(cls, cfg: TrainConfig) -> None:
@@ -108,8 +101,9 @@ class Task(ABC):
 
     @classmethod
     def exported_settings(cls, metrics: dict[str, float]) -> list[ExportedSetting]:
-        """Config values that a trial's (last) metrics decide, set in its exported config. None by default."""
-        return []
+        """Config values that a trial's (last) metrics decide, set in its exported config, as declared
+        in `training.metric_names` (e.g. the calibrated threshold of classification)."""
+        return exported_settings(cls.name, metrics)
 
     @classmethod
     def report_tables(cls, cfg: TrainConfig, runtime: Runtime, checkpoint: Path, label: str) -> list[ReportTable]:
@@ -125,6 +119,28 @@ class Task(ABC):
         `evaluate` computes them on the validation split, without loading the training data. A task
         that cannot says so with a ConfigError."""
         raise ConfigError("task", f"task '{cls.name}' cannot score a saved model on images")
+
+    @classmethod
+    def loaded(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any]) -> Task:
+        """An instance holding the model of `cfg` with the weights `model_state`, in eval mode, without
+        data: what `outputs`, `predict` and `infer` run on. A task that cannot predict says so with a
+        ConfigError."""
+        raise ConfigError("task", f"task '{cls.name}' cannot predict on images")
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The network the validation metrics describe, and `infer` runs."""
+        return self.model
+
+    def infer(self, images: torch.Tensor) -> Any:
+        """The model's predictions on an NCHW RGB batch of 0-255 values at the data's image size, as
+        validation computes them; traceable, so that `training.deploy` exports exactly this."""
+        raise NotImplementedError(f"task '{self.name}' has no inference on images")
+
+    def predict(self, images: list[np.ndarray]) -> Any:
+        """One prediction per uint8 RGB HxWx3 image of any size (indexable by image): each resized as
+        validation resizes, then `infer`, on the CPU."""
+        raise NotImplementedError(f"task '{self.name}' has no inference on images")
 
     @classmethod
     def _bare(cls, cfg: TrainConfig, runtime: Runtime) -> Task:

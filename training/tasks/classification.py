@@ -18,12 +18,12 @@ from training.errors import ConfigError
 from training.figures import confusion_figure
 from training.imbalance import balanced_sampler, class_weights
 from training.losses.classification import create_loss, defect_alpha
-from training.metrics.calibration import CALIBRATION_METRICS, THRESHOLD_METRIC, calibration_metrics
-from training.metrics.classification import classification_metric_names, classification_metrics, inspection_rates
+from training.metrics.calibration import calibration_metrics
+from training.metrics.classification import classification_metrics, inspection_rates
 from training.mix import mix_batch, mix_enabled
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
-from training.tasks.base import ExportedSetting, ReportTable
+from training.tasks.base import ReportTable
 from training.tasks.image import ImageOutputs, ImageTask
 from training.tta import tta_logits
 
@@ -40,11 +40,19 @@ def validation_metrics(
     return metrics
 
 
-def rates_at_threshold(probs: torch.Tensor, targets: torch.Tensor, good: int, threshold: float) -> tuple[float, float]:
-    """(miss rate, overkill rate) when an image is called defective at P(defect) = 1 - P(good) >= threshold."""
+def deployed_classes(probs: torch.Tensor, good: int | None, threshold: float | None) -> torch.Tensor:
+    """The class each image of (N, C) `probs` is called as deployed: with a threshold, the likeliest
+    defect class when P(defect) = 1 - P(good) >= it, else the good class; without one, the argmax."""
+    if threshold is None or good is None:
+        return probs.argmax(dim=1)
     defective = (1.0 - probs[:, good].double()) >= threshold  # in float64, as the calibration compares
     likeliest_defect = probs.index_fill(1, torch.tensor([good]), -1.0).argmax(dim=1)
-    predicted = torch.where(defective, likeliest_defect, good)
+    return torch.where(defective, likeliest_defect, good)
+
+
+def rates_at_threshold(probs: torch.Tensor, targets: torch.Tensor, good: int, threshold: float) -> tuple[float, float]:
+    """(miss rate, overkill rate) when an image is called defective at P(defect) = 1 - P(good) >= threshold."""
+    predicted = deployed_classes(probs, good, threshold)
     return inspection_rates(multiclass_confusion_matrix(predicted, targets, probs.shape[1]), good)
 
 
@@ -109,24 +117,6 @@ class ClassificationTask(ImageTask):
             raise ConfigError("eval.target_miss_rate", f"needs the good class '{cfg.eval.good_class}' among {names}")
 
     @classmethod
-    def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        names = classification_metric_names(class_names(cfg.data), cfg.eval.good_class)
-        names += CALIBRATION_METRICS if cfg.eval.target_miss_rate is not None else []
-        return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
-
-    @classmethod
-    def exported_settings(cls, metrics: dict[str, float]) -> list[ExportedSetting]:
-        """The calibrated decision threshold, when the trial reported one (eval.target_miss_rate set)."""
-        threshold = metrics.get(f"val/{THRESHOLD_METRIC}")
-        if threshold is None:
-            return []
-        note = (
-            f"eval.decision_threshold = {threshold:.6g}: in deployment call an image defective when "
-            "1 - P(good) >= it (the validation threshold that met eval.target_miss_rate)"
-        )
-        return [ExportedSetting("eval.decision_threshold", threshold, note)]
-
-    @classmethod
     def report_tables(cls, cfg: TrainConfig, runtime: Runtime, checkpoint: Path, label: str) -> list[ReportTable]:
         """The validation confusion matrix (rows = truth) of the checkpoint's model."""
         task = cls(cfg, runtime)
@@ -153,6 +143,9 @@ class ClassificationTask(ImageTask):
 
     def val_logits(self, images: torch.Tensor) -> torch.Tensor:
         return tta_logits(self.model, self._inputs(images), self.cfg.eval.tta)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(dim=1)
 
     def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> ClassificationOutputs:
         return ClassificationOutputs(logits, targets, self.class_names, self.cfg.eval)

@@ -19,13 +19,13 @@ from training.data import check_data, class_names, load_splits
 from training.data.box_report import box_report
 from training.data.box_stats import box_stats
 from training.data.cache import device_tensors, prepared_splits
+from training.data.dataset import to_chw
 from training.data.samples import ImageSet
 from training.detection import (
     DetectionDataset,
     LabelMap,
     check_detector,
     create_detector,
-    detection_metric_names,
     detection_metrics,
     detection_transform,
 )
@@ -102,11 +102,33 @@ class DetectionTask(Task):
         """`eval_model`'s detections on `images`."""
         if not images.boxes:
             raise ConfigError("data.kind", f"these '{cfg.data.kind}' images have no boxes; detection needs {BOX_DATA_KINDS}")
+        task = cls.loaded(cfg, runtime, model_state)
+        return task.scored(*task.predictions(loader=task.eval_loader(images)))
+
+    @classmethod
+    def loaded(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any]) -> DetectionTask:
         task = cls._bare(cfg, runtime)
         task.labels = LabelMap(class_names(cfg.data), cfg.eval.good_class)
         task.model = task._create_model()
         load_weights(task.model, model_state)
-        return task.scored(*task.predictions(loader=task.eval_loader(images)))
+        task.model.eval()
+        return task
+
+    def infer(self, images: torch.Tensor) -> Detections:
+        """`eval_model`'s detections per image (detector labels 1..K), boxes in the batch's pixels."""
+        return self._detect(self.eval_model, (images, []))
+
+    @torch.no_grad()
+    def predict(self, images: list[np.ndarray]) -> Detections:
+        """`infer` on the images resized as the validation split's, boxes back in each image's own pixels."""
+        size = self.cfg.data.image_size
+        resize = detection_transform(None, size)
+        resized = [resize(image=image, bboxes=np.zeros((0, 4)), labels=[])["image"] for image in images]
+        found = self.infer(torch.stack([to_chw(image) for image in resized]))
+        for detections, image in zip(found, images):
+            height, width = image.shape[:2]
+            detections["boxes"] = detections["boxes"] * torch.tensor([width / size, height / size] * 2)
+        return found
 
     def eval_loader(self, images: ImageSet) -> DataLoader:
         """`images` in order at the data's size, not augmented, in batches as the validation split's."""
@@ -145,11 +167,6 @@ class DetectionTask(Task):
         stats = box_stats(load_splits(cfg.data), cfg.data.image_size, model.anchor_ratios, model.anchor_sizes)
         return [] if stats is None else box_report(stats, ratios_searched="model.anchor_ratios" in searched)
 
-    @classmethod
-    def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
-        return ["train/loss"] + [f"val/{name}" for name in detection_metric_names(defects)]
-
     def _to_device(self, batch: Batch) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         images, targets = batch
         images = self.runtime.to_device(images).float() / 255  # torchvision detectors take [0, 1] floats
@@ -161,11 +178,6 @@ class DetectionTask(Task):
         if self.device_augment is not None:
             images, targets = augment_batch(self.device_augment, images, targets)
         return sum(self.model(images, targets).values())
-
-    @property
-    def eval_model(self) -> nn.Module:
-        """The network the validation metrics describe."""
-        return self.model
 
     def _detect(self, model: nn.Module, batch: Batch) -> list[dict[str, torch.Tensor]]:
         """`model`'s detections (in eval mode) per image of one validation batch, on the CPU."""

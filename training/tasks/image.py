@@ -19,6 +19,7 @@ from training.augment import normalize_batch, train_transform
 from training.config import AugmentConfig, DataConfig, TrainConfig
 from training.data import check_data, class_names, load_splits
 from training.data.cache import device_tensors, prepared_splits
+from training.data.dataset import read_image, to_chw
 from training.data.loading import DeviceBatches, batch_order, make_loader
 from training.data.samples import ImageSet
 from training.device_augment import DeviceAugment, check_placement, device_capable, on_device
@@ -81,12 +82,33 @@ class ImageTask(Task):
         return model.to(memory_format=torch.channels_last) if self.runtime.channels_last else model
 
     @classmethod
-    def outputs(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any], images: ImageSet) -> ModelOutputs:
+    def loaded(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any]) -> ImageTask:
         task = cls._bare(cfg, runtime)
         task.class_names = class_names(cfg.data)
         task.model = task._create_model()
         load_weights(task.model, model_state)
+        task.model.eval()
+        return task
+
+    @classmethod
+    def outputs(cls, cfg: TrainConfig, runtime: Runtime, model_state: dict[str, Any], images: ImageSet) -> ModelOutputs:
+        task = cls.loaded(cfg, runtime, model_state)
         return task.scored(*task.predictions(task.eval_loader(images)))
+
+    def infer(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C) class probabilities of `val_logits` (TTA included)."""
+        with self.runtime.autocast():
+            return self.probabilities(self.val_logits(images).float())
+
+    @torch.no_grad()
+    def predict(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(N, C) class probabilities, each image resized as the validation split's."""
+        shape = self.cfg.data.image_shape()
+        return self.infer(torch.stack([to_chw(read_image(image, shape)) for image in images])).cpu()
+
+    @abstractmethod
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, C) class probabilities from (N, C) logits."""
 
     @abstractmethod
     def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> ImageOutputs:

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 
 from training.config import TrainConfig
-from training.data import class_names, is_multilabel
+from training.data import is_multilabel
 from training.data.dataset import MultiLabelDataset
 from training.data.registry import DATA_KINDS
 from training.errors import ConfigError
 from training.losses.multilabel import create_multilabel_loss
-from training.metrics.multilabel import multilabel_metric_names, multilabel_metrics
+from training.metrics.multilabel import multilabel_metrics
 from training.runtime import Runtime
 from training.tasks import register_task
 from training.tasks.image import ImageOutputs, ImageTask
@@ -73,14 +73,12 @@ class MultiLabelTask(ImageTask):
             if is_set(cfg):
                 raise ConfigError(key, "not supported by the multilabel task (single-label classification only)")
 
-    @classmethod
-    def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        names = multilabel_metric_names(class_names(cfg.data))
-        return ["train/loss", "val/loss"] + [f"val/{n}" for n in names]
-
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, labels = batch
         return self.criterion(self.model(self._train_inputs(images)), labels.to(self.runtime.device))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.sigmoid()
 
     def scored(self, logits: torch.Tensor, targets: torch.Tensor) -> MultiLabelOutputs:
         return MultiLabelOutputs(logits, targets, self.class_names)

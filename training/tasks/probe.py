@@ -30,10 +30,6 @@ class ProbeTask(Task):
         self.val = (x[TRAIN_ROWS:].to(runtime.device), y[TRAIN_ROWS:].to(runtime.device))
         self.val_loader = DataLoader(TensorDataset(*self.val), batch_size=VAL_ROWS)  # `evaluate` takes it whole
 
-    @classmethod
-    def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        return ["train/loss", "val/loss", "val/accuracy"]
-
     def training_loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = (t.to(self.runtime.device) for t in batch)
         return F.cross_entropy(self.model(x), y)

@@ -40,8 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from training.config import AugmentConfig, TrainConfig
-from training.data import class_names
-from training.detection import DetectionDataset, LabelMap, collate
+from training.detection import DetectionDataset, collate
 from training.data.loading import loader_options
 from training.metrics.detection import average_precision, box_precision_recall
 from training.detection.semi import (
@@ -61,14 +60,13 @@ from training.detection.semi import (
     teacher_pass,
     filter_pseudo_boxes,
     map_boxes,
-    pseudo_metric_names,
-    score_stages,
     split_labeled,
     strong_transform,
     weak_transform,
 )
 from training.device_augment import DeviceViews
 from training.errors import ConfigError
+from training.metric_names import score_stages
 from training.runtime import Runtime, epoch_seed_of
 from training.tasks import register_task
 from training.tasks.detection import DetectionTask
@@ -143,13 +141,6 @@ class SemiDetectionTask(DetectionTask):
                 raise ConfigError(f"semi.thresholds.{stage}", "must be < 1: a pseudo box must score above it")
         if cfg.semi.jitter.times == 1:
             raise ConfigError("semi.jitter.times", "0 (off) or at least 2: one jittered copy has no spread")
-
-    @classmethod
-    def metric_names(cls, cfg: TrainConfig) -> list[str]:
-        defects = LabelMap(class_names(cfg.data), cfg.eval.good_class).defect_names
-        extra = ["val/student_mAP50", "train/sup_loss", "train/unsup_loss", "train/unsup_weight"]
-        quality = [f"val/pseudo_{m}_{stage}" for stage in score_stages(cfg.model.detector) for m in ("precision", "recall")]
-        return super().metric_names(cfg) + extra + quality + pseudo_metric_names(defects, cfg.model.detector)
 
     def training_loss(self, batch: MixedBatch) -> torch.Tensor:
         supervised = super().training_loss(batch.labeled)
