@@ -5,7 +5,7 @@ validation images, a large test split no trial reads), per scenario and search s
 of the same space from the same baseline:
 
 - `today`: the search as it was before issue 23: no noise seeds, no confirmation, plain ASHA rungs
-  (`margin_sds: 0`, `wait_for_learning: false`); its pick is the best sampled trial by score;
+  (`margin_sds: 0`, `keep_reference_pace: false`); its pick is the best sampled trial by score;
 - `rungs`: the noise seeds and the noise-aware rungs, no confirmation: the rung rules alone;
 - `confirmed`: the shipped defaults: noise seeds of the baseline, noise-aware rungs, confirmation of
   the top config with fresh seeds, the baseline exported when the edge is inside the noise, and the
@@ -23,7 +23,7 @@ best trial's score minus the baseline's, or the confirmed means' difference), th
 the test gain of what it exports, whether the test contradicts the claim, and the epochs spent
 (sampling, noise seeds, confirmation; model-epochs with folds).
 
-    python -m benchmarks.overtuning                   # 5 seeds x 2 scenarios x 4 searches (about 2.5 h on 2 cores)
+    python -m benchmarks.overtuning                   # 5 seeds x 2 scenarios x 3 searches (about 3 h on 2 cores)
     python -m benchmarks.overtuning --find-baseline   # the null scenario's baseline (about 25 min)
     python -m benchmarks.overtuning --smoke           # the plumbing only
 """
@@ -58,7 +58,7 @@ BASELINES = {
     "null": {"optim.lr": 2.55e-3, "loss.focal_gamma": 3.7, "augment.brightness": 0.036, "augment.hflip": 0.044},
     "weak": {"optim.lr": 2.0e-4, "loss.focal_gamma": 2.0, "augment.brightness": 0.2, "augment.hflip": 0.5},
 }
-TODAY = {"noise_seeds": 0, "confirm": {"top": 0}}, {"margin_sds": 0.0, "wait_for_learning": False}
+TODAY = {"noise_seeds": 0, "confirm": {"top": 0}}, {"margin_sds": 0.0, "keep_reference_pace": False}
 VARIANTS = ("today", "rungs", "confirmed", "confirmed_folds")
 
 
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, help="search seeds per scenario (default 5)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--scenarios", nargs="+", choices=sorted(BASELINES), default=["null", "weak"])
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["today", "confirmed", "confirmed_folds"],
+                        help="searches per scenario and seed (rungs: the rung rules alone, which benchmarks/rung_rules.py replays)")
     parser.add_argument("--find-baseline", action="store_true", help="find the null scenario's strong baseline")
     return parser
 

@@ -28,7 +28,7 @@ from ray.tune.search import Searcher
 
 from search.constraints import Constraint, feasible, is_finite
 from search.journal import TrialJournal
-from search.roles import BASELINE, CONFIRM, NOISE, REPLICA_KEY, group_of, replica
+from search.roles import BASELINE, CONFIRM, NOISE, REPLICA_KEY
 from search.score import numeric, scored_metrics
 from search.spec import ConfirmSettings
 
@@ -60,6 +60,7 @@ class ConfirmingSearch(Searcher):
         self.base_seed, self.max_epochs = base_seed, max_epochs
         self.score = score  # (rule, metric, mode) ranking configs for confirmation: the search's score
         self.constraints = list(constraints or [])
+        self.ranked_metrics = {score[1], *(c.metric for c in self.constraints)}
         self.journal_path = journal
         self._journal: TrialJournal | None = None
         self.state: dict[str, Any] = {
@@ -218,15 +219,11 @@ class ConfirmingSearch(Searcher):
         epoch = int(result.get("epoch", 0))
         if epoch < 1:
             return
+        # only what ranking reads (the score's metric, the constraints'): Tune snapshots this state every few seconds
+        kept = {k: v for k, v in numeric(result).items() if k in self.ranked_metrics}
         history = [h for h in self.state["histories"].get(trial_id, []) if h["epoch"] < epoch]
-        self.state["histories"][trial_id] = history + [{"epoch": epoch, **numeric(result)}]
+        self.state["histories"][trial_id] = history + [{"epoch": epoch, **kept}]
 
     def _epochs(self, trial_id: str) -> int:
         history = self.state["histories"].get(trial_id) or [{"epoch": 0}]
         return history[-1]["epoch"]
-
-    def group(self, trial_id: str) -> str:
-        return group_of(self.state["configs"].get(trial_id), trial_id)
-
-    def role(self, trial_id: str) -> str | None:
-        return replica(self.state["configs"].get(trial_id)).get("role")

@@ -71,16 +71,16 @@ class Curve:
         """The seed spread at `epoch`: NaN until two runs reached it."""
         return spread(self.values(epoch))
 
-    def left_chance(self, epoch: int, chance: float, sign: float) -> bool:
-        """Whether, at some epoch up to `epoch`, the mean over runs beat chance by more than twice its
-        seed spread and by at least MIN_GAP (MIN_GAP alone while one run reached it)."""
+    def left_chance(self, epoch: int, chance: float, sign: float, sds: float = 2.0) -> bool:
+        """Whether, at some epoch up to `epoch`, the mean over runs beat chance by more than `sds` times
+        its seed spread and by at least MIN_GAP (MIN_GAP alone while one run reached it)."""
         for e in range(1, epoch + 1):
             values = self.values(e)
             if not values:
                 continue
             noise = spread(values)
             gap = sign * (mean(values) - chance)
-            if gap >= MIN_GAP and gap > (2 * noise if is_finite(noise) else 0.0):
+            if gap >= MIN_GAP and gap > (sds * noise if is_finite(noise) else 0.0):
                 return True
         return False
 

@@ -2,19 +2,24 @@
 
 The rungs are Tune's `AsyncHyperBandScheduler`'s: bracket s has milestones grace * rf**(k + s), and a
 trial reaching a milestone is compared with the trials recorded there before it, against the
-(1 - 1/rf) quantile of their values (the cut). Two rules keep a decision from resting on noise:
+(1 - 1/rf) quantile of their values (the cut). Rules keep a decision from resting on noise:
 
 - **within the noise**: a trial is stopped only if it is below the cut by more than `margin_sds`
   seed-noise standard deviations, measured at that epoch on the reference config's seeds
   (search/noise.py); while those seeds have not reached the epoch, nobody is stopped there;
-- **before learning**: with `wait_for_learning`, no trial is stopped at a milestone before the
-  reference config's curve has left chance level (`Task.chance_metrics`: a constant prediction's
-  score), since there every config still looks alike.
+- **at the reference's pace** (`pace`, the default's choice): a trial as far along as the reference
+  config was at that epoch (its mean over seeds, less the noise margin) is not stopped; while the
+  reference is still at chance, a trial at chance is as far along as it, so no config is culled for
+  not having learned yet where the reference had not either;
+- **before learning** (`wait_for_learning`, off by default): no trial is stopped at a milestone
+  before the reference's mean left chance level (`Task.chance_metrics`: a constant prediction's
+  score) by `chance_sds` seed sds. With a warm-up or OneCycle schedule this stops nearly nothing:
+  benchmarks/rung_rules.py replays these rules on full learning curves.
 
 Without a reference config yet (no baseline, and no trial has run its full budget), the rungs cut as
 plain ASHA. Replicas (noise and confirmation seeds) and the reference baseline run their full budget.
 Each stop is journaled with its reason ("below the rung-4 cut 0.41 by 0.12, noise 0.03"), and so is
-each decision the two rules waived. A trial's bracket is drawn from a generator seeded by the search
+each decision a rule waived. A trial's bracket is drawn from a generator seeded by the search
 seed and the trial's creation index, so a search repeats, resumed or not, without NumPy's global state.
 """
 
@@ -52,13 +57,17 @@ class NoiseAwareHyperband(FIFOScheduler):
         brackets: int = 1,
         seed: int = 0,
         margin_sds: float = 1.0,
-        wait_for_learning: bool = True,
+        wait_for_learning: bool = False,
         journal: Path | None = None,
+        chance_sds: float = 2.0,
+        pace: bool = True,
     ):
         super().__init__()
         self._metric, self.mode, self.sign = metric, mode, 1.0 if mode == "max" else -1.0
         self.max_t, self.seed, self.rf = max_t, seed, reduction_factor
         self.margin_sds, self.wait_for_learning = margin_sds, wait_for_learning
+        self.chance_sds = chance_sds  # the reference left chance when its mean beats it by this many seed sds
+        self.pace = pace  # keep a trial within the noise of the reference's own value at that epoch
         grace = min(grace_period, max_t)
         self.rungs = [{m: {} for m in milestones(grace, max_t, reduction_factor, s)} for s in range(brackets)]
         self.bracket_of: dict[str, int] = {}
@@ -68,7 +77,7 @@ class NoiseAwareHyperband(FIFOScheduler):
         self.chance: float | None = None
         self.journal_path = journal
         self._journal: TrialJournal | None = None
-        self.decisions = {"stopped": 0, "within_noise": 0, "before_learning": 0, "noise_unmeasured": 0}
+        self.decisions = {"stopped": 0, "within_noise": 0, "before_learning": 0, "noise_unmeasured": 0, "at_pace": 0}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles the scheduler once, when the search starts; a resumed search reads the journal again
@@ -146,18 +155,23 @@ class NoiseAwareHyperband(FIFOScheduler):
                     curve.add(trial_id, epoch, value)
         return curve
 
-    def _waiver(self, milestone: int, shortfall: float) -> tuple[str, str] | None:
-        """(counter, reason) when the rules forbid stopping a trial `shortfall` below the cut at `milestone`."""
+    def _waiver(self, milestone: int, shortfall: float, value: float) -> tuple[str, str] | None:
+        """(counter, reason) when the rules forbid stopping a trial whose (signed) `value` is `shortfall`
+        below the cut at `milestone`."""
         if self.reference is None:
             return None  # nothing measured yet: plain ASHA
         curve = self.curve()
-        if self.wait_for_learning and self.chance is not None and not curve.left_chance(milestone, self.chance, self.sign):
+        learning = self.chance is None or curve.left_chance(milestone, self.chance, self.sign, self.chance_sds)
+        if self.wait_for_learning and not learning:
             return "before_learning", f"kept at the rung-{milestone} cut: the reference is still at chance ({self.chance:.3g}) there"
         noise = curve.noise(milestone)
         if not is_finite(noise):
             return "noise_unmeasured", f"kept at the rung-{milestone} cut: seed noise not measured at epoch {milestone} yet"
         if shortfall <= self.margin_sds * noise:
             return "within_noise", f"kept at the rung-{milestone} cut: {shortfall:.2g} below it, within the seed noise {noise:.2g}"
+        pace = self.sign * curve.mean(milestone)
+        if self.pace and value >= pace - self.margin_sds * noise:
+            return "at_pace", f"kept at the rung-{milestone} cut: as far along as the reference was at epoch {milestone}"
         return None
 
     # ----------------------------------------------------------------- the rungs
@@ -174,12 +188,12 @@ class NoiseAwareHyperband(FIFOScheduler):
             recorded[trial_id] = self.sign * value
             shortfall = cut - self.sign * value
             if decide and is_finite(cut) and shortfall > 0:
-                return self._decide(trial_id, milestone, cut, shortfall)
+                return self._decide(trial_id, milestone, cut, shortfall, self.sign * value)
             break
         return TrialScheduler.CONTINUE
 
-    def _decide(self, trial_id: str, milestone: int, cut: float, shortfall: float) -> str:
-        waiver = self._waiver(milestone, shortfall)
+    def _decide(self, trial_id: str, milestone: int, cut: float, shortfall: float, value: float) -> str:
+        waiver = self._waiver(milestone, shortfall, value)
         if waiver is not None:
             self.decisions[waiver[0]] += 1
             self._record({"trial": trial_id, "kept": waiver[1]})

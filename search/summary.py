@@ -138,6 +138,14 @@ def print_confirmation(summary: dict[str, Any], console: Console) -> None:
         console.print(confirmation_line(summary["confirmation"], summary["metric"], lambda g: label(summary, g)))
 
 
+def seed_spread(group: dict[str, Any] | None) -> str:
+    """`0.7412 +-0.029 (3)`: a confirmed config's mean and spread over its unbiased seeds, else ''."""
+    if not group or not group["n"]:
+        return ""
+    sd = f" +-{format_value(group['sd'])}" if is_finite(group["sd"]) else ""
+    return f"{format_value(group['mean'])}{sd} ({group['n']})"
+
+
 def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
     metric, mode = summary["metric"], summary["mode"]
     # a wide space would squeeze every column to an ellipsis: its values are on the `best:` line instead
@@ -145,13 +153,16 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     constrained = bool(summary.get("constraints"))
     title = f"top trials of '{summary['name']}' by {metric} ({mode}), score: {score_text(summary)}"
     table = Table(title=title, title_justify="left")
-    for header in ["trial", "status", "epochs", *short_keys(keys), metric, *(["feasible"] if constrained else [])]:
+    groups = {g["group"]: g for g in (summary.get("confirmation") or {}).get("groups", [])}
+    seeds = ["mean over seeds (n)"] if groups else []
+    for header in ["trial", "status", "epochs", *short_keys(keys), metric, *seeds, *(["feasible"] if constrained else [])]:
         table.add_column(header)
     for trial in ranked([t for t in summary["trials"] if not is_replica_run(t)], metric, mode)[:top]:
         values = [format_value(trial["params"].get(k, "")) for k in keys]
         score = format_value(trial["metrics"].get(metric, float("nan")))
+        spread = [seed_spread(groups.get(trial["trial_id"]))] if groups else []
         mark = ["yes" if trial.get("feasible", True) else "no"] if constrained else []
-        table.add_row(trial["trial_id"], trial["status"], str(trial["epochs"]), *values, score, *mark)
+        table.add_row(trial["trial_id"], trial["status"], str(trial["epochs"]), *values, score, *spread, *mark)
     console.print(table)
     print_front(summary, console)
     counts = {s: sum(t["status"] == s for t in summary["trials"]) for s in ("DONE", "STOPPED", "FAILED")}

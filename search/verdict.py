@@ -18,6 +18,7 @@ were chosen for their validation score (the candidate's), as in search/decide.py
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +78,11 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
     if has_test(plan.base.data) and all(_checkpoint(t) for t in candidate + reference):
         if console is not None:
             console.print(f"verdict: scoring {len(candidate)} + {len(reference)} models on the test split ...")
-        differences, images = test_differences(candidate, reference, plan.base, names)
+        differences, images, models = test_differences(candidate, reference, plan.base, names)
         split, optimistic = "test", False
     else:
         differences, images = validation_differences(candidate, reference, names, summary["metric"]), None
-        split, optimistic = "validation", True
+        split, optimistic, models = "validation", True, [len(candidate), len(reference)]
     gain = differences.get(metric)
     evidence = gain is not None and is_finite(gain.lo) and (gain.lo > 0 if sign > 0 else gain.hi < 0)
     result = {
@@ -90,6 +91,7 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
         "candidate": pair[0],
         "reference": pair[1],
         "trials": [t["trial_id"] for t in candidate + reference],
+        "models": {"candidate": models[0], "reference": models[1]},  # one per seed (per fold with data.folds)
         "images": images,
         "metric": metric,
         "differences": {k: v.to_dict() for k, v in differences.items()},
@@ -102,11 +104,9 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
 def verdict_text(result: dict[str, Any], sign: float) -> str:
     """'winner vs baseline on test: val/macro_f1 +0.031 [-0.012, +0.074]; ...' (+ 'no evidence ...')."""
     where = "on test" if result["split"] == "test" else "on validation (optimistic: these images chose the configs)"
-    parts = []
-    for name, d in result["differences"].items():
-        estimate = Estimate(d["value"], d["lo"], d["hi"])
-        parts.append(f"{name} {estimate:+.3f}" + (" (lower is better)" if name in RATES else ""))
-    text = f"winner vs baseline {where}: " + "; ".join(parts)
+    parts = [f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" for name, d in result["differences"].items()]
+    rates = " (rates: lower is better)" if any(name in RATES for name in result["differences"]) else ""
+    text = f"winner vs baseline {where}: " + "; ".join(parts) + rates
     if not result["evidence"]:
         better = "higher" if sign > 0 else "lower"
         text += f". No evidence the winner beats the baseline (its {result['metric']} interval is not all {better})"
@@ -131,8 +131,9 @@ def models_of(trial: dict[str, Any]) -> tuple[TrainConfig, list[dict[str, Any]]]
 
 def test_differences(
     candidate: list[dict[str, Any]], reference: list[dict[str, Any]], base: TrainConfig, names: list[str]
-) -> tuple[dict[str, Estimate], int]:
-    """The paired bootstrap on the test images of every model of the two groups."""
+) -> tuple[dict[str, Estimate], int, list[int]]:
+    """The paired bootstrap on the test images of every model of the two groups; (differences, test
+    images, models per group)."""
     images = load_test(base.data)
     groups = []
     for runs in (candidate, reference):
@@ -142,8 +143,10 @@ def test_differences(
             runtime = Runtime.from_config(cfg.train)
             outputs += [get_task(cfg.task).outputs(cfg, runtime, state, images) for state in states]
         groups.append(outputs)
-    compared = paired_difference(groups[0], groups[1], resamples=RESAMPLES, seed=SEED)
-    return {k: compared[k].difference for k in names if k in compared}, len(images)
+    with warnings.catch_warnings():  # torchmetrics warns of resamples without a positive of some class
+        warnings.simplefilter("ignore", UserWarning)
+        compared = paired_difference(groups[0], groups[1], resamples=RESAMPLES, seed=SEED)
+    return {k: compared[k].difference for k in names if k in compared}, len(images), [len(g) for g in groups]
 
 
 def validation_differences(

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -83,6 +84,7 @@ def test_the_summary_keeps_the_noise_the_confirmation_and_the_verdict(search):
     verdict = summary["verdict"]
     # scored on the held-out test split (40 % of 100 images), the candidate's and the baseline's runs
     assert verdict["split"] == "test" and verdict["images"] == 40 and len(verdict["trials"]) == 4
+    assert verdict["models"] == {"candidate": 2, "reference": 2}
     gain = verdict["differences"]["macro_f1"]
     assert gain["lo"] <= gain["value"] <= gain["hi"]
     assert set(verdict["differences"]) == {"macro_f1", "miss_rate", "overkill_rate"}
@@ -128,6 +130,31 @@ def test_export_and_report_say_what_confirmation_and_the_verdict_found(search):
     # the leaderboard ranks the sampled trials only: replicas are the verdict's
     leaderboard = (folder / "report" / "leaderboard.csv").read_text().splitlines()
     assert len(leaderboard) == 1 + 3
+
+
+def test_every_early_stop_says_which_rung_cut_it(search):
+    stopped = [t for t in search["summary"]["trials"] if t["status"] == "STOPPED"]
+    # a trial a rung stopped carries the rung's reason: the cut it was below and by how much
+    assert all(t["stop_reason"].startswith("below the rung-") for t in stopped)
+    journal = (search["folder"] / JOURNAL_FILE).read_text()
+    # and every rung decision is journaled, made or waived (the baseline's pace, the seed noise)
+    assert journal.count('"cut"') == len(stopped)
+
+
+def test_a_search_on_k_folds_confirms_and_judges_with_every_fold_model(tmp_path):
+    space = {**SPACE, "name": "folds", "data": {**SPACE["data"], "folds": 2},
+             "search": {**SPACE["search"], "num_samples": 2, "confirm": {"top": 1, "seeds": 1}}}  # fmt: skip
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    proc = run(["-m", "search", "run", "space.yaml", "--results", "results"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((tmp_path / "results" / "folds" / "summary.json").read_text())
+    # each trial trained 2 fold models: the verdict scored both of every run it compared
+    verdict = summary["verdict"]
+    assert verdict["models"] == {"candidate": 2 * 1, "reference": 2 * 2}
+    # the checkpoint the verdict read holds the two fold models
+    kept = next(t for t in summary["trials"] if t["trial_id"] == verdict["trials"][0])
+    state = torch.load(Path(kept["checkpoint"]) / "state.pt", map_location="cpu", weights_only=False)
+    assert [f["model"].keys() == state["model"].keys() for f in state["folds"]] == [True, True]
 
 
 # ----------------------------------------------------------------------------- no trial opens a test image

@@ -77,18 +77,38 @@ def test_without_a_reference_rungs_cut_as_plain_asha(tmp_path):
     assert journal.cut_reasons["bad"] == "below the rung-1 cut 0.5 by 0.2"
 
 
-def test_no_cut_before_the_reference_leaves_chance(tmp_path):
+def test_a_trial_at_the_references_pace_is_kept_at_chance_and_after(tmp_path):
     s = scheduler(tmp_path)
-    reference(1, None, [CHANCE, CHANCE, 0.4], s)
-    reference(2, 1, [CHANCE, CHANCE, 0.42], s)
-    lucky, slow = Trial("lucky", 3), Trial("slow", 4)
-    add(s, lucky, slow)
-    assert report(s, lucky, 1, 0.3) == CONTINUE
-    # at epoch 1 the reference still sits at chance: a trial there is not behind, it is kept
+    reference(1, None, [CHANCE, 0.30, 0.4], s)
+    reference(2, 1, [CHANCE, 0.34, 0.42], s)  # at epoch 2: mean 0.32, seed noise 0.028
+    lucky, slow, behind = Trial("lucky", 3), Trial("slow", 4), Trial("behind", 5)
+    add(s, lucky, slow, behind)
+    assert report(s, lucky, 1, 0.5) == CONTINUE
+    # at epoch 1 the reference still sits at chance: a trial there is as far along as it, kept
     assert report(s, slow, 1, CHANCE) == CONTINUE
-    assert s.decisions["before_learning"] == 1
+    assert s.decisions["at_pace"] == 1
     # the waived decision is journaled with its reason
-    assert "still at chance" in TrialJournal(tmp_path / "trials.jsonl").kept_reasons["slow"][-1]
+    assert "as far along as the reference" in TrialJournal(tmp_path / "trials.jsonl").kept_reasons["slow"][-1]
+    report(s, lucky, 2, 0.6)
+    # at epoch 2 the reference learned (0.32): a trial within one noise sd of its pace stays ...
+    assert report(s, slow, 2, 0.30) == CONTINUE
+    # ... one far behind it and below the cut does not
+    report(s, behind, 1, 0.6)
+    assert report(s, behind, 2, 0.10) == STOP
+
+
+def test_the_strict_rule_waits_until_the_reference_left_chance(tmp_path):
+    s = scheduler(tmp_path, wait_for_learning=True, pace=False)
+    reference(1, None, [CHANCE, CHANCE, 0.4], s)
+    reference(2, 1, [CHANCE, CHANCE + 0.005, 0.42], s)
+    lucky, behind = Trial("lucky", 3), Trial("behind", 4)
+    add(s, lucky, behind)
+    report(s, lucky, 1, 0.3)
+    report(s, lucky, 2, 0.35)
+    # even a trial below chance is kept while the reference's mean has not left chance
+    assert report(s, behind, 1, 0.02) == CONTINUE and report(s, behind, 2, 0.02) == CONTINUE
+    assert s.decisions["before_learning"] == 2
+    assert "still at chance" in TrialJournal(tmp_path / "trials.jsonl").kept_reasons["behind"][-1]
 
 
 def test_no_cut_within_the_seed_noise_of_the_cut(tmp_path):

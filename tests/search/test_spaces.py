@@ -51,10 +51,10 @@ def test_backbone_and_resolution_choices_train(write_space, minimal_space, model
     assert math.isfinite(metrics["train/loss"]) and 0.0 <= metrics["val/macro_f1"] <= 1.0
 
 
-def test_readme_space_example_is_the_quickstart_file():
-    readme = (SPACES.parent / "README.md").read_text()
+def test_the_space_file_page_shows_the_quickstart_file():
+    readme = (SPACES.parent / "docs" / "space-file.md").read_text()
     intro = "This is `spaces/quickstart.yaml`, the space the quick start runs:\n\n```yaml\n"
-    # the README shows the quick start's space file verbatim, so the example cannot drift from what runs
+    # the docs show the quick start's space file verbatim, so the example cannot drift from what runs
     assert intro in readme
     shown = readme.split(intro, 1)[1].split("```\n", 1)[0]
     assert shown == (SPACES / "quickstart.yaml").read_text()

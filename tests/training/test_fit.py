@@ -13,7 +13,7 @@ import torch
 
 from training.config import TrainConfig, TrainLoopConfig
 from training.errors import ConfigError
-from training.fit import CHECK_EVERY, EpochReport, NonFiniteLossError, fit, train_one_epoch
+from training.fit import CHECK_EVERY, EpochReport, ModelRun, NonFiniteLossError, fit, fold_configs, mean_metrics, train_one_epoch
 from training.optim import create_optimizer, create_scheduler
 from training.runtime import Runtime
 from training.tasks import get_task
@@ -269,3 +269,45 @@ def test_train_one_epoch_mean_loss_is_the_mean_of_the_steps():
     # the loss summed on the device over whole and partial check windows is the plain mean of the steps
     assert len(task.losses) == len(task.train_loader) == TRAIN_ROWS // 5 + 1
     assert mean == pytest.approx(sum(task.losses) / len(task.losses), rel=1e-6)
+
+
+# ---------------------------------------------------------------- k fold models in lockstep (data.folds)
+
+
+def test_fit_with_folds_reports_the_mean_of_its_fold_models(tmp_path):
+    cfg = tiny_config(data={"folds": 2})
+    recorder = Recorder(tmp_path / "state.pt")
+    fit(cfg, on_epoch=recorder)
+    # each fold model alone, as fit builds it (fold i validating model i), run the same epochs
+    alone = []
+    for fold_cfg in fold_configs(cfg):
+        run = ModelRun.start(fold_cfg, Runtime.from_config(fold_cfg.train))
+        alone.append([run.epoch(epoch) for epoch in (1, 2)])
+    assert [c.data.fold for c in fold_configs(cfg)] == [0, 1]
+    # every epoch's metrics are the mean over the two folds (the two models differ: a real mean)
+    for epoch, metrics in enumerate(recorder.metrics):
+        first, second = alone[0][epoch], alone[1][epoch]
+        assert first["val/loss"] != second["val/loss"]
+        assert metrics["val/loss"] == pytest.approx((first["val/loss"] + second["val/loss"]) / 2, rel=1e-6)
+        assert metrics["train/loss"] == pytest.approx((first["train/loss"] + second["train/loss"]) / 2, rel=1e-6)
+    # the constant prediction's level is averaged the same way, and a checkpoint holds both models
+    assert 0 < recorder.reports[0].chance["val/macro_f1"] < 1
+    state = torch.load(tmp_path / "state.pt", map_location="cpu", weights_only=False)
+    assert len(state["folds"]) == 2 and state["model"].keys() == state["folds"][0]["model"].keys()
+
+
+def test_fit_with_folds_resumes_every_fold_model(tmp_path):
+    cfg = tiny_config(data={"folds": 2})
+    recorder = Recorder(tmp_path / "state.pt")
+    fit(cfg, on_epoch=recorder)
+    again = Recorder()
+    fit(cfg, on_epoch=again, resume_state=torch.load(tmp_path / "state.pt", map_location="cpu", weights_only=False))
+    # resumed at epoch 2 from the epoch-1 state of both models: what the uninterrupted run computed
+    assert again.epochs == [2]
+    assert _comparable(again.metrics[0]) == _comparable(recorder.metrics[1])
+
+
+def test_mean_metrics_leaves_out_a_fold_without_a_value():
+    # a fold without a defect image has no miss rate: the other fold's still counts
+    assert mean_metrics([{"val/miss_rate": math.nan, "a": 1.0}, {"val/miss_rate": 0.2, "a": 3.0}]) == {"val/miss_rate": 0.2, "a": 2.0}
+    assert math.isnan(mean_metrics([{"m": math.nan}, {"m": math.nan}])["m"])
