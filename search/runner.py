@@ -2,7 +2,8 @@
 
 `run_search` starts a search; `resume_search` continues one that was interrupted (Ctrl-C, SIGTERM,
 SIGKILL, reboot) from what it left on disk: `search.json` (where things are), `space.yaml` (the
-effective space), the trial journal and Tune's own experiment state (trials, searcher, scheduler).
+effective space), the trial journal, the Optuna study in its storage (`optuna.journal` unless an RDB
+holds it) and Tune's own experiment state (trials, searcher, scheduler).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ from search.state import (
     record_resources,
     refuse_finished,
     stored_resources,
+    stored_study,
+    study_record,
     write_atomic,
     write_state,
 )
 from search.stopping import BudgetWatch, LossRules
+from search.study import refuse_taken_study
 from search.report.pareto import write_pareto
 from search.summary import (
     is_feasible,
@@ -96,6 +100,8 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
     search, whatever second it is killed at (before that, the folder holds no search and `run` takes it)."""
     out_dir = options.out_dir.resolve()
     claim_out_dir(out_dir)
+    study = study_record(out_dir, plan.name, plan.spec.search.optuna_storage)
+    refuse_taken_study(study["storage"], study["study"])
     out_dir.mkdir(parents=True, exist_ok=True)
     write_effective_space(plan, out_dir)
     storage_path, name = tune_location(out_dir, plan.name, options.storage)
@@ -107,6 +113,7 @@ def run_search(plan: SearchPlan, options: RunOptions, console: Console) -> dict[
         "address": options.address,
         "require_gpu": options.require_gpu,
         "resources": None,  # decided once Ray is up
+        "optuna": study,
         "started_at": datetime.now(timezone.utc).isoformat(),
         "tracking": {"uri": options.tracking_uri, "experiment": experiment_name(plan), "parent_run_id": None},
     }
@@ -144,10 +151,12 @@ def resume_search(
     result_dir: Path, restart_unfinished: bool, console: Console, time_budget: float | None = None
 ) -> dict[str, Any] | None:
     """Continue an interrupted search: finished trials kept, unfinished ones from their last checkpoint
-    (or from scratch), the Optuna sampler and ASHA from Tune's saved state, the same MLflow runs;
-    `time_budget` (seconds from now) replaces the search's deadline."""
+    (or from scratch), the Optuna study from its storage (the sampler goes on from every trial told),
+    the searchers and ASHA from Tune's saved state, the same MLflow runs; `time_budget` (seconds from
+    now) replaces the search's deadline."""
     result_dir = result_dir.resolve()
     state = read_state(result_dir)
+    stored_study(state)  # refuses a search an older version started: its study is in Tune's state
     refuse_finished(result_dir, time_budget)
     plan = load_plan(result_dir / SPACE_FILE)
     if time_budget:
@@ -223,14 +232,8 @@ def new_tuner(
         BudgetWatch(journal),
     ]
     location = tuple(state["tune_path"].rsplit("/", 1))
-    return build_tuner(plan, resources, location, callbacks, LossRules(plan.spec.stop, journal), journal)
-
-
-def planned_trials(plan: SearchPlan) -> int:
-    """Trials the search runs at most: sampled, the reference's noise seeds, the confirmation seeds."""
-    settings = plan.spec.search
-    confirm = 0 if settings.objectives else settings.confirm.top * settings.confirm.seeds
-    return settings.num_samples + settings.noise_seeds + confirm
+    rules = LossRules(plan.spec.stop, journal)
+    return build_tuner(plan, resources, location, callbacks, rules, journal, stored_study(state)["storage"])
 
 
 def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
@@ -239,7 +242,7 @@ def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress
     return Progress(
         settings.metric,
         settings.mode,
-        planned_trials(plan),
+        plan.planned_trials,
         list(plan.space),
         searched_values(plan),
         console,

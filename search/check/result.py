@@ -41,8 +41,7 @@ class CheckResult:
 
     @property
     def rounds(self) -> int:
-        search = self.plan.spec.search
-        return math.ceil(search.num_samples / search.max_concurrent)
+        return math.ceil(self.plan.planned_trials / self.plan.spec.search.max_concurrent)
 
     @property
     def search_s(self) -> float:

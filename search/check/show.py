@@ -44,8 +44,8 @@ def print_times(result: CheckResult, console: Console) -> None:
     console.print(f"time per epoch: ~{duration(m.epoch_s)}")
     console.print(f"time per trial: ~{duration(result.trial_s)} ({result.plan.epochs} epochs)")
     console.print(
-        f"whole search: at most ~{duration(result.search_s)} ({search.num_samples} trials, {search.max_concurrent} at once;"
-        " without ASHA's early stops)"
+        f"whole search: at most ~{duration(result.search_s)} ({result.plan.planned_trials} trials with the noise and "
+        f"confirmation seeds, {search.max_concurrent} at once; without ASHA's early stops)"
     )
 
 

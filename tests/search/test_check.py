@@ -14,6 +14,7 @@ import yaml
 from rich.console import Console
 
 from search.check import CheckResult, Measurement, check_space_file, print_memory, sample_configs
+from search.check.advice import Curve, grace_advice
 from search.space import GeometricSet, parse_space
 from search.spec import load_plan
 
@@ -104,8 +105,15 @@ def test_check_space_file_measures_and_estimates(minimal_space, write_space):
     assert m.train_images + m.val_images == 40
     # an epoch is a training step per train batch plus a validation batch per val batch
     assert m.epoch_s == pytest.approx(m.train_step_s * m.train_batches + m.val_batch_s * m.val_batches)
-    # a trial runs max_epochs (3) epochs; the search runs 8 trials 2 at a time (the defaults)
-    assert result.trial_s == pytest.approx(3 * m.epoch_s) and result.search_s == pytest.approx(4 * result.trial_s)
+    # a trial runs max_epochs (3) epochs; the search runs 8 trials, 2 noise seeds and 1 x 2 confirmation
+    # seeds (the defaults), 2 at a time
+    assert result.trial_s == pytest.approx(3 * m.epoch_s) and result.search_s == pytest.approx(6 * result.trial_s)
+    # the first config trained its full budget: its curve beside the chance level proposes a grace period
+    assert len(result.curve.values) == 3 and 0 < result.curve.chance < 1
+    assert result.advice[0].startswith("grace period: ")
+    # 10 validation images: k-fold is advised; no test split: the verdict would be optimistic
+    assert any("data.folds: 5" in line for line in result.advice)
+    assert any(line.startswith("no test split") for line in result.advice)
     # without CUDA the memory is the RSS increase on CPU, with no GPU share
     assert m.device == "cpu" and m.peak_memory_bytes >= 0 and m.gpu_fraction_suggested is None
     # the check never starts Ray
@@ -210,3 +218,23 @@ def test_check_cli_detection_space_prints_the_box_section(write_space):
     assert isinstance(parse_space(yaml.safe_load(line))["model.anchor_ratios"], GeometricSet)
     # with only square anchors, the flat defect boxes are poorly covered: the share is printed
     assert "of boxes have no anchor with IoU >= 0.5" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "values, grace, expected",
+    [
+        ([0.114, 0.114, 0.30, 0.40], 1, "propose scheduler.grace_period: 3 (now 1"),
+        ([0.114, 0.114, 0.30, 0.40], 3, "scheduler.grace_period 3 is fine"),
+        ([0.114, 0.118, 0.116, 0.119], 1, "never left chance (0.114) in 4 epochs"),
+    ],
+)
+def test_grace_advice_reads_the_epoch_the_curve_leaves_chance(minimal_space, write_space, values, grace, expected):
+    minimal_space["scheduler"] = {"name": "asha", "max_epochs": 4, "grace_period": grace}
+    plan = load_plan(write_space(minimal_space))
+    # a gain of at least MIN_GAP over the constant prediction's score is leaving chance
+    assert expected in grace_advice(plan, Curve("val/macro_f1", values, chance=0.114))
+
+
+def test_grace_advice_without_a_chance_level_keeps_the_grace_period(minimal_space, write_space):
+    plan = load_plan(write_space(minimal_space))
+    assert "no chance level" in grace_advice(plan, Curve("val/macro_f1", [0.2, 0.3], chance=None))
