@@ -10,7 +10,7 @@ Compared in one run, seed by seed:
 - ours: `run_search` with the shipped defaults (Optuna TPE + asynchronous Hyperband: ASHA with 3
   brackets, on Ray Tune, MLflow on), the study told the truth (search/study.py), `score: ema`;
 - ours_legacy: ours as it was before issue 13: ASHA with 1 bracket, every trial COMPLETE with its
-  last value, `score: last` (`TruthfulOptunaSearch.legacy_tell`, set here only);
+  last value (Ray's own `OptunaSearch` in place of search/study.py's, here only), `score: last`;
 - ours_1bracket, ours_grace2 (only when `--methods` names them): ours with `scheduler.brackets: 1`
   (the fix alone against ours_legacy: same scheduler) or 1 bracket and `grace_period: 2`;
 - tpe: ours with `scheduler: none` (TPE alone, full trials);
@@ -53,11 +53,14 @@ import optuna  # noqa: E402
 import optuna.distributions as od  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+import search.tuner  # noqa: E402  (sets Ray's environment before Ray is imported)
 from search.layout import JOURNAL_FILE  # noqa: E402
+from search.sampler import make_sampler, objectives  # noqa: E402
 from search.score import scored_metrics  # noqa: E402
-from search.space import optuna_space  # noqa: E402
-from search.study import TruthfulOptunaSearch  # noqa: E402
-from search.tuner import build_scheduler, resourced_trainable, tune  # noqa: E402  (search.tuner sets Ray's env first)
+from search.space import encode_point, optuna_space  # noqa: E402
+from search.spec import SearchPlan  # noqa: E402
+from search.study import open_storage  # noqa: E402
+from search.tuner import build_scheduler, resourced_trainable, tune  # noqa: E402
 from benchmarks.common import RESULTS_DIR, load_space, print_table, run_our_search, scratch_results, write_figures  # noqa: E402
 
 METRIC = "val/macro_f1"
@@ -124,19 +127,33 @@ def journal_spend(out_dir: Path) -> Spend:
     return [(e["trial"], e["metrics"].get(METRIC, 0.0)) for e in events if "epoch" in e]
 
 
+def rays_searcher(plan: SearchPlan, storage: str | None = None):
+    """Ray's OptunaSearch on the plan's space, sampler, baselines and study storage: every ended trial
+    COMPLETE with its last value (a stopped one too). What ours_legacy runs in place of ours."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    metrics, modes = objectives(plan)
+    points = [encode_point(plan.space, point) for point in plan.baseline]
+    return OptunaSearch(
+        space=optuna_space(plan.space), metric=metrics[0], mode=modes[0], points_to_evaluate=points or None,
+        sampler=make_sampler(plan), storage=open_storage(storage), study_name=plan.name,
+    )
+
+
 @contextlib.contextmanager
-def legacy_tell(on: bool) -> Iterator[None]:
-    """Ray's OptunaSearch behaviour for ours_legacy only."""
-    TruthfulOptunaSearch.legacy_tell = on
+def legacy_searcher(on: bool) -> Iterator[None]:
+    """The tuner builds Ray's OptunaSearch (ours_legacy only); search/ knows nothing of it."""
+    ours = search.tuner.build_searcher
+    search.tuner.build_searcher = rays_searcher if on else ours
     try:
         yield
     finally:
-        TruthfulOptunaSearch.legacy_tell = False
+        search.tuner.build_searcher = ours
 
 
 def run_ours(args: argparse.Namespace, seed: int, results: Path, variant: str) -> Spend:
     scheduler, score, per_trial = OURS[variant]
-    with legacy_tell(variant == "ours_legacy"):
+    with legacy_searcher(variant == "ours_legacy"):
         summary = run_our_search(space(f"{variant}_s{seed}", args, seed, trial_count(args, per_trial), scheduler, score), results)
     return journal_spend(Path(summary["out_dir"]))
 

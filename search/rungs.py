@@ -63,7 +63,8 @@ class NoiseAwareHyperband(FIFOScheduler):
         pace: bool = True,
     ):
         super().__init__()
-        self._metric, self.mode, self.sign = metric, mode, 1.0 if mode == "max" else -1.0
+        # ours, not TrialScheduler._metric (Ray private): the `metric` property below reads it
+        self.watched, self.mode, self.sign = metric, mode, 1.0 if mode == "max" else -1.0
         self.max_t, self.seed, self.rf = max_t, seed, reduction_factor
         self.margin_sds, self.wait_for_learning = margin_sds, wait_for_learning
         self.chance_sds = chance_sds  # the reference left chance when its mean beats it by this many seed sds
@@ -91,14 +92,14 @@ class NoiseAwareHyperband(FIFOScheduler):
             for trial_id, history in self._journal.history.items():
                 self.groups.setdefault(trial_id, self._journal.groups.get(trial_id, trial_id))
                 for epoch in history:
-                    if is_finite(epoch.get(self._metric)):
-                        self.values.setdefault(trial_id, {})[epoch["epoch"]] = float(epoch[self._metric])
+                    if is_finite(epoch.get(self.watched)):
+                        self.values.setdefault(trial_id, {})[epoch["epoch"]] = float(epoch[self.watched])
             self.reference = self.reference or self._journal.reference
         return self._journal
 
     @property
     def metric(self) -> str:
-        return self._metric
+        return self.watched
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         return True  # set at construction, from the space file
@@ -111,14 +112,14 @@ class NoiseAwareHyperband(FIFOScheduler):
         self._note_roles(trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict[str, Any]) -> str:
-        value, epoch = result.get(self._metric), int(result.get("epoch", 0))
+        value, epoch = result.get(self.watched), int(result.get("epoch", 0))
         self._observe(trial, epoch, value, result)
         if not is_finite(value) or runs_full_budget(trial.config) or epoch >= self.max_t:
             return TrialScheduler.CONTINUE
         return self._rung(trial.trial_id, epoch, float(value), decide=True)
 
     def on_trial_complete(self, tune_controller, trial, result: dict[str, Any]) -> None:
-        value, epoch = (result or {}).get(self._metric), int((result or {}).get("epoch", 0))
+        value, epoch = (result or {}).get(self.watched), int((result or {}).get("epoch", 0))
         if is_finite(value) and not runs_full_budget(trial.config):
             self._rung(trial.trial_id, epoch, float(value), decide=False)
         self.bracket_of.pop(trial.trial_id, None)
@@ -140,7 +141,7 @@ class NoiseAwareHyperband(FIFOScheduler):
         _ = self.journal  # replayed on the first result
         if trial.trial_id not in self.groups:  # restored by a resumed search: on_trial_add came before us
             self._note_roles(trial)
-        chance = result.get(f"chance/{self._metric}")  # Tune hands schedulers its results flattened
+        chance = result.get(f"chance/{self.watched}")  # Tune hands schedulers its results flattened
         if self.chance is None and is_finite(chance):
             self.chance = float(chance)
         if epoch >= 1 and is_finite(value):

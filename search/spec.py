@@ -105,11 +105,24 @@ class SearchSettings(Section):
         description="a trial saves a checkpoint after an epoch once this many seconds passed since its last one, "
         "and after its last epoch if it ran that long; a trial shorter than this saves none (0: every epoch)",
     )
+    optuna_storage: str | None = Field(
+        None,
+        description="an RDB URL (sqlite:///studies.db, postgresql://user@host/db; a password belongs in e.g. ~/.pgpass, "
+        "not here: the space file is logged to MLflow) holding the search's Optuna study, named as the search; "
+        "default: optuna.journal in the search's folder",
+    )
 
     @field_validator("time_budget", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value)
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _rdb_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            raise ValueError("an RDB URL such as sqlite:///studies.db or postgresql://user@host/db")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -144,10 +157,16 @@ class SchedulerSettings(Section):
         description="a rung stops a trial only if it is below the rung's cut by more than this many seed-noise "
         "standard deviations (measured on the reference config's seeds at that epoch); 0 = plain ASHA",
     )
-    wait_for_learning: bool = Field(
+    keep_reference_pace: bool = Field(
         True,
-        description="no rung stops a trial at an epoch where the reference config is still at chance level "
-        "(the score of a constant prediction): there every config looks alike",
+        description="a rung never stops a trial that is as far along as the reference config was at that epoch "
+        "(within margin_sds of its seed noise): while the reference is still at chance, every trial at chance "
+        "is kept (benchmarks/rung_rules.py)",
+    )
+    wait_for_learning: bool = Field(
+        False,
+        description="stricter: no rung stops any trial before the reference's mean has left chance level (a "
+        "constant prediction's score) by twice its seed noise; with a warm-up it stops almost nothing",
     )
 
     @model_validator(mode="before")
@@ -231,6 +250,14 @@ class SearchPlan:
     @property
     def epochs(self) -> int:
         return self.base.train.epochs
+
+    @property
+    def planned_trials(self) -> int:
+        """Trials the search runs at most: sampled, the reference's noise seeds, the confirmation seeds
+        (a multi-objective search is not confirmed)."""
+        settings = self.spec.search
+        confirm = 0 if settings.objectives else settings.confirm.top * settings.confirm.seeds
+        return settings.num_samples + settings.noise_seeds + confirm
 
 
 def _base_config(spec: SearchSpec) -> TrainConfig:

@@ -14,6 +14,7 @@ from training.errors import ConfigError
 from training.resources import TrialResources
 
 TEMP_SUFFIX = ".tmp"
+STUDY_FILE = "optuna.journal"  # the search's Optuna study, unless search.optuna_storage names an RDB
 # what a search killed before its search.json leaves: a folder holding only these is free to run again
 UNSTARTED_FILES = {SPACE_FILE, SPACE_FILE + TEMP_SUFFIX, STATE_FILE + TEMP_SUFFIX}
 
@@ -47,6 +48,20 @@ def stored_resources(state: dict[str, Any], cpu: float) -> TrialResources | None
 def record_resources(state: dict[str, Any], resources: TrialResources) -> None:
     state.pop("gpu", None)  # the older form, now inside `resources`
     state["resources"] = resources.to_json()
+
+
+def study_record(out_dir: Path, name: str, rdb_url: str | None) -> dict[str, str]:
+    """search.json's `optuna`: the study (named as the search) and its storage, a journal file's path or an RDB URL."""
+    return {"study": name, "storage": rdb_url or str(out_dir / STUDY_FILE)}
+
+
+def stored_study(state: dict[str, Any]) -> dict[str, str]:
+    """Where the search's Optuna study lives; a search started before it had a storage of its own kept it in
+    Tune's saved state, which this version does not read."""
+    if "optuna" not in state:
+        message = "this search keeps its Optuna study in Tune's saved state (an older version): resume it with that version"
+        raise ConfigError(None, message, Path(state["out_dir"]))
+    return state["optuna"]
 
 
 def read_state(result_dir: Path) -> dict[str, Any]:

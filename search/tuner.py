@@ -1,12 +1,12 @@
-"""Ray Tune + OptunaSearch (seeded TPE or NSGA-II, one or several objectives, constraints) wrapped in
-the noise-seed and confirmation searcher + noise-aware ASHA + fractional resources + MLflow, for one plan."""
+"""Ray Tune + an Optuna study in its own storage (seeded TPE or NSGA-II, one or several objectives,
+constraints) wrapped in the noise-seed and confirmation searcher + noise-aware ASHA + fractional
+resources + MLflow, for one plan."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,25 +105,25 @@ def cluster_gpus() -> float:
     return ray.cluster_resources().get("GPU", 0)
 
 
-def build_searcher(plan: SearchPlan) -> TruthfulOptunaSearch:
-    """One metric and mode, or lists of them for a multi-objective search; the study is told each
-    epoch and how each trial ended (search/study.py)."""
+def build_searcher(plan: SearchPlan, storage: str | None = None) -> TruthfulOptunaSearch:
+    """One metric and mode, or lists of them for a multi-objective search; the study, named as the search,
+    lives in `storage` (a journal file's path or an RDB URL; None: in memory) and is told each epoch and
+    how each trial ended (search/study.py)."""
     metrics, modes = objectives(plan)
     multi = bool(plan.spec.search.objectives)
-    points = [encode_point(plan.space, point) for point in plan.baseline]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        return TruthfulOptunaSearch(
-            space=optuna_space(plan.space),
-            metric=metrics if multi else metrics[0],
-            mode=modes if multi else modes[0],
-            points_to_evaluate=points or None,
-            sampler=make_sampler(plan),
-            constraints=plan.constraints,
-            max_epochs=plan.epochs,
-            score=plan.spec.search.score,
-            score_by=(plan.spec.search.metric, plan.spec.search.mode),
-        )
+    return TruthfulOptunaSearch(
+        optuna_space(plan.space),
+        metric=metrics if multi else metrics[0],
+        mode=modes if multi else modes[0],
+        sampler=make_sampler(plan),
+        max_epochs=plan.epochs,
+        storage=storage,
+        study_name=plan.name,
+        points_to_evaluate=[encode_point(plan.space, point) for point in plan.baseline],
+        constraints=plan.constraints,
+        score=plan.spec.search.score,
+        score_by=(plan.spec.search.metric, plan.spec.search.mode),
+    )
 
 
 def confirming(plan: SearchPlan, searcher: TruthfulOptunaSearch, journal: Path | None = None) -> ConfirmingSearch:
@@ -161,6 +161,7 @@ def build_scheduler(plan: SearchPlan, journal: Path | None = None):
         seed=plan.spec.search.seed,
         margin_sds=settings.margin_sds,
         wait_for_learning=settings.wait_for_learning,
+        pace=settings.keep_reference_pace,
         journal=journal,
     )
 
@@ -185,8 +186,10 @@ def build_tuner(
     callbacks: list,
     stopper: tune.Stopper | None,
     journal: Path | None = None,
+    study_storage: str | None = None,
 ) -> tune.Tuner:
-    """The search's tuner; the searcher ends it (num_samples -1: trials until it says FINISHED)."""
+    """The search's tuner; the searcher ends it (num_samples -1: trials until it says FINISHED); the
+    Optuna study lives in `study_storage` (see build_searcher)."""
     spec = plan.spec
     storage_path, name = location
     return tune.Tuner(
@@ -194,7 +197,7 @@ def build_tuner(
         tune_config=tune.TuneConfig(
             metric=spec.search.metric,
             mode=spec.search.mode,
-            search_alg=confirming(plan, build_searcher(plan), journal),
+            search_alg=confirming(plan, build_searcher(plan, study_storage), journal),
             scheduler=build_scheduler(plan, journal),
             num_samples=-1,
             max_concurrent_trials=spec.search.max_concurrent,

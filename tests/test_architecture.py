@@ -1,6 +1,7 @@
 """The layering rules of ARCHITECTURE.md, read from the source (no import of the code under test):
 `training` never imports the search layer, Ray or Optuna; MLflow stays in the tracking module;
-`search` never asks which task it runs; the torch-free modules stay torch-free."""
+`search` never asks which task it runs; the torch-free modules stay torch-free; no private attribute
+of Ray, Optuna or MLflow is used."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def module_level_imports(path: Path) -> set[str]:
 
 def task_name_tests(path: Path) -> list[str]:
     """`x == "detection"`, `"detection" in x`, `x.startswith("semi")`...: a comparison against a task name."""
-    found = []
+    found, where = [], path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
     for node in ast.walk(ast.parse(path.read_text())):
         constants = []
         if isinstance(node, ast.Compare):
@@ -65,7 +66,7 @@ def task_name_tests(path: Path) -> list[str]:
             constants = [n for n in node.args if isinstance(n, ast.Constant)]
         for const in constants:
             if const.value in TASK_WORDS:
-                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
     return found
 
 
@@ -95,13 +96,11 @@ def test_the_search_layer_never_tests_a_task_name():
 
 
 def test_the_task_name_probe_finds_a_task_name_test(tmp_path):
-    probe = ROOT / "search" / "_probe_for_test.py"
+    # under tmp_path, not search/: a probe in the source tree would be seen by a test run beside this one
+    probe = tmp_path / "probe.py"
+    probe.write_text('def f(task):\n    return "detection" in task or task.startswith("semi")\n')
     # the rule above must be able to fail: a hand-written task-name test is found
-    try:
-        probe.write_text('def f(task):\n    return "detection" in task or task.startswith("semi")\n')
-        assert len(task_name_tests(probe)) == 2
-    finally:
-        probe.unlink()
+    assert len(task_name_tests(probe)) == 2
 
 
 def test_the_cli_entry_modules_import_no_heavy_library_at_module_level():
@@ -109,3 +108,84 @@ def test_the_cli_entry_modules_import_no_heavy_library_at_module_level():
     # `--help` and input errors must not pay for torch: the verbs import their heavy modules lazily
     for name in ["search/cli.py", "search/__main__.py", "training/__main__.py"]:
         assert not module_level_imports(ROOT / name) & heavy, name
+
+
+# ----------------------------------------------------------- public APIs of Ray, Optuna and MLflow
+LIBRARIES = ("ray", "optuna", "mlflow")
+
+
+def private_uses(path: Path) -> list[str]:
+    """`thing._name` on anything but our own `self`/`cls`, and `_name` imports, from a library."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
+            parts = node.module.split(".") + [alias.name for alias in node.names]
+            found += [f"{path.name}:{node.lineno}: from {node.module} import ..." for p in parts if p.startswith("_")][:1]
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            if ast.unparse(node.value) not in ("self", "cls") and not ast.unparse(node.value).startswith("super("):
+                found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def library_bases(path: Path) -> dict[str, list[type]]:
+    """Our classes in `path` -> the Ray/Optuna/MLflow classes they inherit from (their whole MRO)."""
+    import importlib
+
+    imported_names = {}
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES:
+            for alias in node.names:
+                imported_names[alias.asname or alias.name] = (node.module, alias.name)
+    bases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            found = [getattr(importlib.import_module(imported_names[b.id][0]), imported_names[b.id][1])
+                     for b in node.bases if isinstance(b, ast.Name) and b.id in imported_names]  # fmt: skip
+            mro = [c for base in found for c in base.__mro__ if c.__module__.split(".")[0] in LIBRARIES]
+            if mro:
+                bases[node.name] = mro
+    return bases
+
+
+def own_private_names(path: Path, class_name: str) -> set[str]:
+    tree = ast.parse(path.read_text())
+    (cls,) = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name]
+    return {n.attr for n in ast.walk(cls) if isinstance(n, ast.Attribute) and ast.unparse(n.value) == "self"
+            and n.attr.startswith("_") and not n.attr.startswith("__")}  # fmt: skip
+
+
+SEARCH_SOURCES = sources("search") + sources("benchmarks")
+
+
+@pytest.mark.parametrize("path", SEARCH_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_private_attribute_of_a_library_is_read_or_written(path):
+    # a Ray or Optuna minor release may rename its private attributes without a word (issue 24)
+    assert private_uses(path) == []
+
+
+@pytest.mark.parametrize("path", SEARCH_SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_subclass_of_a_library_class_keeps_its_own_state_out_of_the_library_s_private_names(path):
+    import inspect
+
+    for class_name, mro in library_bases(path).items():
+        ours = own_private_names(path, class_name)
+        for base in mro:
+            # every `self.x` the library's module uses, in this base or any class beside it
+            library = ast.parse(inspect.getsource(inspect.getmodule(base)))
+            theirs = {n.attr for n in ast.walk(library) if isinstance(n, ast.Attribute) and ast.unparse(n.value) == "self"}
+            assert not ours & theirs, f"{class_name} writes {base.__name__}'s private {sorted(ours & theirs)}"
+
+
+def test_the_private_attribute_probes_find_one(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from ray.tune.schedulers import FIFOScheduler\n"
+        "class Rungs(FIFOScheduler):\n    def __init__(self):\n        self._metric = 'x'\n"
+        "def f(searcher):\n    return searcher._ot_study\n"
+    )
+    assert private_uses(probe) == ["probe.py:6: searcher._ot_study"]
+    (name, mro), = library_bases(probe).items()
+    assert name == "Rungs" and "_metric" in own_private_names(probe, name)
+    with pytest.raises(AssertionError, match="_metric"):
+        test_a_subclass_of_a_library_class_keeps_its_own_state_out_of_the_library_s_private_names(probe)

@@ -11,7 +11,8 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from ray.tune.search.optuna import OptunaSearch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from training.config import DataConfig
 from training.data import load_splits
@@ -71,17 +72,25 @@ def test_search_runs_every_trial_and_survives_a_diverging_one(search):
 
 
 def test_search_tells_optuna_the_failed_trial_failed(search):
-    state = sorted((search["root"] / "results" / "tiny" / "tune").glob("searcher-state-*.pkl"))[-1]
-    searcher = OptunaSearch()
-    searcher.restore(str(state))
-    states = [t.state for t in searcher._ot_study.trials]
+    journal = search["root"] / "results" / "tiny" / "optuna.journal"
+    # the study is Optuna's own, named as the search, in the search folder: a user opens it as is
+    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal))))
+    trial_state = optuna.trial.TrialState
+    states = {"DONE": trial_state.COMPLETE, "STOPPED": trial_state.PRUNED, "FAILED": trial_state.FAIL}
+    by_trial = {t.user_attrs["trial_id"]: t for t in study.trials}
     # the sampler saw every trial; the diverged one as FAIL (no fake value), the others COMPLETE, or
-    # PRUNED when ASHA stopped them (search/study.py), as many of each as the summary says
-    statuses = [t["status"] for t in search["summary"]["trials"]]
-    assert len(states) == 3
-    assert states.count(optuna.trial.TrialState.FAIL) == 1
-    assert states.count(optuna.trial.TrialState.COMPLETE) == statuses.count("DONE")
-    assert states.count(optuna.trial.TrialState.PRUNED) == statuses.count("STOPPED")
+    # PRUNED when ASHA stopped them (search/study.py), each as the summary says
+    assert len(study.trials) == 3 and set(by_trial) == {t["trial_id"] for t in search["summary"]["trials"]}
+    for trial in search["summary"]["trials"]:
+        frozen = by_trial[trial["trial_id"]]
+        assert frozen.state == states[trial["status"]]
+        if trial["status"] != "FAILED":
+            # one intermediate value per epoch it ran, the epoch's metric
+            assert frozen.intermediate_values == {h["epoch"]: h["val/macro_f1"] for h in trial["history"]}
+        if trial["status"] == "DONE":
+            assert frozen.value == pytest.approx(trial["metrics"]["val/macro_f1"])
+    # the baselines are the study's first trials, each naming its point
+    assert [t.user_attrs.get("baseline") for t in study.trials] == [0, 1, None]
 
 
 def test_search_falls_back_to_cpu_with_one_warning(search):

@@ -13,7 +13,8 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from ray.tune.search.optuna import OptunaSearch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from search.constraints import parse_constraint
 
@@ -95,10 +96,8 @@ def test_parent_run_holds_the_pareto_artifacts(search):
 
 
 def test_sampler_saw_two_objectives_and_every_trials_constraint(search):
-    state = sorted((search["out"] / "tune").glob("searcher-state-*.pkl"))[-1]
-    searcher = OptunaSearch()
-    searcher.restore(str(state))
-    study = searcher._ot_study
+    storage = JournalStorage(JournalFileBackend(str(search["out"] / "optuna.journal")))
+    study = optuna.load_study(study_name="mo", storage=storage)
     # Optuna optimized both objectives, minimizing each
     assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 2
     states = {"DONE": optuna.trial.TrialState.COMPLETE, "STOPPED": optuna.trial.TrialState.PRUNED}

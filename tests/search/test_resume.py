@@ -13,16 +13,19 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import ray
 import yaml
 from mlflow.tracking import MlflowClient
-from ray.tune.search.optuna import OptunaSearch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from rich.console import Console
 
 from search.journal import TrialJournal
-from search.runner import trial_resources
+from search.runner import resume_search, trial_resources
 from search.spec import load_plan
+from training.errors import ConfigError
 from training.resources import TrialResources
 
 SPACE = {
@@ -74,11 +77,22 @@ def nested_runs(summary: dict) -> list:
     return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent]
 
 
-def sampler_history_length(root: Path) -> int:
-    state = sorted((root / "results" / "kill" / "tune").glob("searcher-state-*.pkl"))[-1]
-    searcher = OptunaSearch()
-    searcher.restore(str(state))
-    return len(searcher._ot_study.trials)
+def check_study(root: Path, summary: dict) -> list[optuna.trial.FrozenTrial]:
+    """The study as a user opens it after the resumed search ended (`optuna.load_study` on the search
+    folder's journal): every sampled trial COMPLETE (no scheduler here) with the summary's score and one
+    intermediate value per epoch. Returns the other trials: those a hard kill left running."""
+    storage = JournalStorage(JournalFileBackend(str(root / "results" / "kill" / "optuna.journal")))
+    study = optuna.load_study(study_name="kill", storage=storage)
+    by_trial = {t.user_attrs["trial_id"]: t for t in study.trials if "orphaned" not in t.user_attrs}
+    sampled = [t for t in summary["trials"] if t["role"] is None]
+    # the sampler's study holds each sampled trial once, the extra seeds not at all
+    assert sorted(by_trial) == sorted(t["trial_id"] for t in sampled)
+    for trial in sampled:
+        frozen = by_trial[trial["trial_id"]]
+        assert frozen.state == optuna.trial.TrialState.COMPLETE
+        assert frozen.value == pytest.approx(trial["metrics"]["val/macro_f1"])
+        assert sorted(frozen.intermediate_values) == [h["epoch"] for h in trial["history"]] == [1, 2, 3]
+    return [t for t in study.trials if "orphaned" in t.user_attrs]
 
 
 def test_resume_after_sigkill_continues_the_same_search(tmp_path):
@@ -109,8 +123,9 @@ def test_resume_after_sigkill_continues_the_same_search(tmp_path):
         role = f"{run.data.tags['role']} seed={run.data.params['seed']} " if "role" in run.data.tags else ""
         assert run.info.run_name.startswith(f"t{int(run.data.tags['trial_index']):02d} {role}lr=")
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    # the Optuna sampler continued with the whole history: it holds every trial of the search
-    assert sampler_history_length(tmp_path) == NUM_SAMPLES
+    # the Optuna study continued in its storage with the whole history: every sampled trial, told what it
+    # was; a trial asked after Tune's last snapshot (Tune asked for a replacement) is FAIL there
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in check_study(tmp_path, summary))
     # the best sampled trial is at least as good as the best before the kill (the exported one may be the
     # reference config instead, when the confirmed edge over it is inside the seed noise)
     sampled = [t for t in summary["trials"] if t["role"] is None]
@@ -138,6 +153,9 @@ def test_sigterm_stops_gracefully_then_resume_finishes(tmp_path):
     assert summary["tracking"]["parent_run_id"] == state["tracking"]["parent_run_id"]
     assert client.get_run(state["tracking"]["parent_run_id"]).info.status == "FINISHED"
     assert len(summary["trials"]) == TOTAL
+    # the study went on in its storage: each sampled trial once, COMPLETE, an intermediate value per
+    # epoch; a graceful stop leaves no orphan
+    assert check_study(tmp_path, summary) == []
 
 
 @pytest.mark.parametrize(
@@ -156,6 +174,15 @@ def test_a_resumed_search_keeps_the_resources_it_began_with(minimal_space, write
     assert not ray.is_initialized() and out.getvalue() == ""
     # and search.json then holds them in the one field
     assert state["resources"] == {"cpu": 1.0, "gpu": 0.0} and "gpu" not in state
+
+
+def test_resume_refuses_a_search_an_older_version_started(tmp_path):
+    (tmp_path / "search.json").write_text(json.dumps({"name": "old", "out_dir": str(tmp_path)}))
+    # its search.json names no Optuna storage: its study is pickled in Tune's state, which this version
+    # does not read; a user error naming the folder, before Ray starts
+    with pytest.raises(ConfigError, match="older version") as refused:
+        resume_search(tmp_path, restart_unfinished=False, console=Console(file=io.StringIO()))
+    assert refused.value.file == str(tmp_path) and not ray.is_initialized()
 
 
 def test_resume_refuses_a_finished_or_unknown_folder(tmp_path):
