@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USER, EXIT_NO_FEASIBLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+REPORT_TOP = 10  # trials in the report's leaderboard unless --top says otherwise
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     report = verbs.add_parser("report", help="leaderboard, parameter importance and plots of a search")
     report.add_argument("result_dir", type=Path, help="a search's results folder, e.g. results/quickstart")
-    report.add_argument("--top", type=int, default=10, help="trials in the leaderboard (default 10)")
+    report.add_argument("--top", type=int, default=REPORT_TOP, help="trials in the leaderboard (default %(default)s)")
     listing = verbs.add_parser("list", help="the searches under a results folder")
     listing.add_argument("--results", type=Path, default=Path("results"), help="results folder (default: results/)")
     export = verbs.add_parser("export", help="write the best trial's training config")

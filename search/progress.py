@@ -41,7 +41,7 @@ class Progress(Callback):
         journal: Path,
         max_epochs: int,
         score: str,
-        scheduler: str = "ASHA",
+        scheduler: str,
         constraints: Sequence[Constraint] = (),
     ):
         self.metric = metric
@@ -53,7 +53,7 @@ class Progress(Callback):
         self.decode = decode  # trial.config -> {dotted key: value}
         self.console = console
         self.max_epochs = max_epochs
-        self.scheduler = scheduler  # what stops a trial early besides the stop rules: ASHA, Hyperband or none
+        self.scheduler = scheduler  # what stops a trial early besides the stop rules: SchedulerSettings.stopper()
         self.constraints = list(constraints)
         self.rows: dict[str, dict[str, Any]] = {}
         # (value, trial) of the best finished feasible trial by its score: the final pick's rule (a trial's

@@ -237,8 +237,7 @@ def new_tuner(
 
 
 def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress:
-    settings, scheduler = plan.spec.search, plan.spec.scheduler
-    stopper = "none" if scheduler.name == "none" else ("ASHA" if scheduler.brackets == 1 else "Hyperband")
+    settings = plan.spec.search
     return Progress(
         settings.metric,
         settings.mode,
@@ -249,7 +248,7 @@ def progress_view(plan: SearchPlan, console: Console, journal: Path) -> Progress
         journal,
         max_epochs=plan.epochs,
         score=settings.score,
-        scheduler=stopper,
+        scheduler=plan.spec.scheduler.stopper(),
         constraints=plan.constraints,
     )
 
@@ -283,7 +282,7 @@ def fit_and_finish(tuner: tune.Tuner, plan: SearchPlan, state: dict[str, Any], t
     close_orphans(tracker, journal, summary)
     prune_checkpoints(summary, state)
     finish_parent(tracker, parent, summary, out_dir)
-    print_summary(summary, console)
+    print_summary(summary, console, plan.spec.scheduler.stopper())
     return summary
 
 

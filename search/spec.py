@@ -174,6 +174,12 @@ class SchedulerSettings(Section):
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
 
+    def stopper(self) -> str:
+        """What stops a trial early besides the stop rules, as the progress lines and the summary name it."""
+        if self.name == "none":
+            return "none"
+        return "ASHA" if self.brackets == 1 else "Hyperband"
+
 
 # 0.333 is read as a third of a card: shares within this of 1/n count as 1/n
 GPU_SHARE_TOLERANCE = 0.01

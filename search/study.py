@@ -83,11 +83,11 @@ class TruthfulOptunaSearch(Searcher):
         *,
         sampler: BaseSampler,
         max_epochs: int,
+        score: str,  # no default: search.score's is SearchSettings' (search/spec.py), and callers pass it
         storage: str | None = None,
         study_name: str = "search",
         points_to_evaluate: list[dict[str, Any]] | None = None,
         constraints: list[Constraint] | None = None,
-        score: str = "last",
         score_by: tuple[str, str] | None = None,
     ):
         super().__init__(metric=metric, mode=mode)

@@ -146,7 +146,9 @@ def seed_spread(group: dict[str, Any] | None) -> str:
     return f"{format_value(group['mean'])}{sd} ({group['n']})"
 
 
-def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> None:
+def print_summary(summary: dict[str, Any], console: Console, stopper: str, top: int = 5) -> None:
+    """The top trials, how many ended which way and the pick; `stopper` names what stops trials early
+    (`SchedulerSettings.stopper`)."""
     metric, mode = summary["metric"], summary["mode"]
     # a wide space would squeeze every column to an ellipsis: its values are on the `best:` line instead
     keys = list(summary["space_keys"]) if len(summary["space_keys"]) <= MAX_TABLE_KEYS else []
@@ -167,9 +169,10 @@ def print_summary(summary: dict[str, Any], console: Console, top: int = 5) -> No
     print_front(summary, console)
     counts = {s: sum(t["status"] == s for t in summary["trials"]) for s in ("DONE", "STOPPED", "FAILED")}
     replicas = sum(is_replica_run(t) for t in summary["trials"])
+    stopped = "stopped early" if stopper == "none" else f"stopped early by {stopper}"
     console.print(
         f"{len(summary['trials'])} trials in {summary['duration_s']:.0f}s: {counts['DONE']} full, "
-        f"{counts['STOPPED']} stopped early by ASHA, {counts['FAILED']} failed"
+        f"{counts['STOPPED']} {stopped}, {counts['FAILED']} failed"
         + (f" ({replicas} of them extra seeds: noise and confirmation)" if replicas else "")
     )
     budget = summary.get("time_budget") or {}

@@ -96,6 +96,9 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
         "metric": metric,
         "differences": {k: v.to_dict() for k, v in differences.items()},
         "evidence": evidence,
+        # confirmation may have kept the baseline while the test favours the winner: the test never
+        # changes the pick (then it would no longer be a test), the text says so instead
+        "exported_baseline": (summary.get("confirmation") or {}).get("chosen") == pair[1],
     }
     result["text"] = verdict_text(result, sign)
     return result
@@ -110,6 +113,9 @@ def verdict_text(result: dict[str, Any], sign: float) -> str:
     if not result["evidence"]:
         better = "higher" if sign > 0 else "lower"
         text += f". No evidence the winner beats the baseline (its {result['metric']} interval is not all {better})"
+    elif result.get("exported_baseline"):
+        text += (". The test favours the winner, but the baseline was exported (on validation its edge was "
+                 "inside the seed noise): more confirmation seeds (search.confirm.seeds) would tell them apart")
     return text
 
 

@@ -1,7 +1,7 @@
 """The layering rules of ARCHITECTURE.md, read from the source (no import of the code under test):
 `training` never imports the search layer, Ray or Optuna; MLflow stays in the tracking module;
-`search` never asks which task it runs; the torch-free modules stay torch-free; no private attribute
-of Ray, Optuna or MLflow is used."""
+`search` never asks which task it runs; the task package never imports the epoch loop; the torch-free
+modules stay torch-free; no private attribute of Ray, Optuna or MLflow is used."""
 
 from __future__ import annotations
 
@@ -51,6 +51,27 @@ def imported(path: Path) -> set[str]:
     return packages(ast.walk(ast.parse(path.read_text())))
 
 
+def absolute(node: ast.ImportFrom, path: Path, root: Path) -> str:
+    """The module a `from ... import` names, a relative one resolved against the file's package."""
+    if not node.level:
+        return node.module
+    package = path.relative_to(root).parent.parts
+    return ".".join([*package[: len(package) - node.level + 1], *filter(None, [node.module])])
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every dotted module the file imports, at any depth (lazy imports too), relative ones resolved;
+    `from a import b` counts as `a` and `a.b`: b may be a module."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute(node, path, root)
+            names.update([module, *(f"{module}.{alias.name}" for alias in node.names)])
+    return names
+
+
 def module_level_imports(path: Path) -> set[str]:
     return packages(ast.parse(path.read_text()).body)
 
@@ -87,6 +108,30 @@ def test_the_fast_error_path_imports_no_heavy_library(name):
     heavy = {"torch", "torchvision", "torchmetrics", "timm", "ray", "mlflow", "optuna", "albumentations", "kornia"}
     # these modules answer a bad space file before torch is imported, so not even lazily
     assert not imported(ROOT / name) & heavy, name
+
+
+def imports_the_loop(path: Path, root: Path = ROOT) -> bool:
+    return any(name == "training.fit" or name.startswith("training.fit.") for name in imported_modules(path, root))
+
+
+@pytest.mark.parametrize("path", sources("training/tasks"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_task_package_never_imports_the_epoch_loop(path):
+    # one direction: training.fit drives a task through its interface; a task importing the loop back
+    # is a cycle (issue 24), even as a lazy import inside a method
+    assert not imports_the_loop(path), path
+
+
+def test_the_epoch_loop_probe_finds_a_lazy_or_relative_import(tmp_path):
+    probe = tmp_path / "training" / "tasks" / "base.py"
+    probe.parent.mkdir(parents=True)
+    for source in ["def f():\n    from training.fit import training_step\n", "from ..fit import fit\n",
+                   "from training import fit\n", "import training.fit as loop\n"]:  # fmt: skip
+        probe.write_text(source)
+        # the rule above must be able to fail: each way of importing the loop is found
+        assert imports_the_loop(probe, tmp_path), source
+    probe.write_text("from training.fitting import x\nfrom . import fit_helpers\n")
+    # ...and a module whose name merely starts with `fit` is not the loop
+    assert not imports_the_loop(probe, tmp_path)
 
 
 def test_the_search_layer_never_tests_a_task_name():

@@ -11,6 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The defect-free class's name: `eval.good_class`'s default, and the name the data kinds that make their
+# own good class give it (the synthetic generator's clean images, a COCO file's images without boxes).
+GOOD_CLASS = "good"
+
 
 class Section(BaseModel):
     """A config group: unknown keys are errors, assignments are validated."""
@@ -29,7 +33,7 @@ class SyntheticData(Section):
 
     count: int = Field(800, ge=8, description="images generated in total (train + val + test)")
     classes: list[str] = Field(
-        default_factory=lambda: ["good", "scratch", "rust", "chip", "crack"],
+        default_factory=lambda: [GOOD_CLASS, "scratch", "rust", "chip", "crack"],
         min_length=2,
         description="class names; 'good' is drawn defect-free, the others as defects of that kind",
     )
@@ -290,7 +294,7 @@ class TrainLoopConfig(Section):
 class EvalConfig(Section):
     """Evaluation settings."""
 
-    good_class: str = Field("good", description="the defect-free class: miss and overkill rates count against it")
+    good_class: str = Field(GOOD_CLASS, description="the defect-free class: miss and overkill rates count against it")
     tta: list[Literal["hflip", "vflip"]] = Field(
         default_factory=list, description="test-time augmentation: average softmax over the image and these flips"
     )

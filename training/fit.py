@@ -16,6 +16,7 @@ from training.models import all_trainable
 from training.optim import create_optimizer, create_scheduler
 from training.phases import check_phases, phase_at
 from training.runtime import Runtime, compile_model, epoch_seed_of
+from training.step import training_step
 from training.tasks import Task, create_task
 
 
@@ -157,28 +158,6 @@ def fit(
             extras = runs[0].task.epoch_extras()  # diagnostics (histograms): the first fold's stand for all
             on_epoch(EpochReport(epoch, metrics, lambda e=epoch: state(e), extras, chance))
     return metrics
-
-
-def training_step(
-    task: Task,
-    batch: Any,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    grad_clip: float | None,
-) -> torch.Tensor:
-    """Forward, backward and optimizer step on one batch; the loss, detached and still on the device
-    (reading it would make the host wait for the step: `LossWatch` checks it later)."""
-    optimizer.zero_grad(set_to_none=True)
-    with task.runtime.autocast():
-        loss = task.training_loss(batch)
-    scaler.scale(loss).backward()
-    if grad_clip:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(task.model.parameters(), grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    task.after_step()
-    return loss.detach()
 
 
 class LossWatch:

@@ -61,7 +61,7 @@ def log_to_parent(search: Search, files: list[Path], console: Console) -> None:
     console.print(f"logged {len(files)} files to MLflow run {run_id} under {REPORT_DIR}/")
 
 
-def write_report(result_dir: Path, console: Console, top: int = 10) -> Path:
+def write_report(result_dir: Path, console: Console, top: int) -> Path:
     """Write RESULT_DIR/report/, log it to MLflow; returns the folder. The report holds:
 
     - `leaderboard.csv`, `leaderboard.md` (and a console table): the top trials by the search metric, with

@@ -418,7 +418,7 @@ def test_report_writes_the_tables_the_best_trials_task_makes_from_its_checkpoint
     tiny = {"kind": "synthetic", "image_size": 32, "batch_size": 8, "synthetic": {"count": 40, "seed": 0}}
     cfg = with_best_checkpoint(folder, {"task": "classification", "data": tiny, "model": {"name": "resnet10t"}})
     console = quiet_console()
-    out = write_report(folder, console)
+    out = write_report(folder, console, top=10)
     rows = read_rows(out / "confusion.csv")
     # a classification task's table: its confusion matrix, one row per class, every validation image counted
     assert [row["true \\ predicted"] for row in rows] == class_names(cfg.data)
@@ -434,7 +434,7 @@ def test_report_writes_the_tables_the_best_trials_task_makes_from_its_checkpoint
 def test_report_of_a_task_without_tables_says_so(tmp_path, tracker):
     folder = make_search(tmp_path / "probe", tracker)
     with_best_checkpoint(folder, {"task": "probe", "data": {"batch_size": 16}})
-    out = write_report(folder, quiet_console())
+    out = write_report(folder, quiet_console(), top=10)
     # the probe task makes no table: no confusion file, and the index says why
     assert not (out / "confusion.csv").exists()
     assert "no task tables: the best trial's task makes none" in (out / "README.md").read_text()

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from search.space import LogUniform
-from search.spec import load_plan, read_plan
+from search.spec import SchedulerSettings, load_plan, read_plan
 from training.config import TrainConfig
 from training.errors import ConfigError
 from training.task_keys import DETECTOR_ONLY, TASK_KEYS
@@ -237,6 +237,13 @@ def test_load_plan_objectives_set_the_default_metric_and_parse_constraints(minim
 def test_load_plan_shipped_space_files_are_valid(path):
     # every example space file in spaces/ passes the checks
     assert load_plan(path).space
+
+
+@pytest.mark.parametrize("scheduler, stopper", [("none", "none"), ({"brackets": 1}, "ASHA"), ({}, "Hyperband")])
+def test_scheduler_settings_name_what_stops_a_trial_early(scheduler, stopper):
+    # the progress lines and the summary name the scheduler the settings make: one bracket is ASHA, more
+    # (the default) asynchronous Hyperband, none stops no trial
+    assert SchedulerSettings.model_validate(scheduler).stopper() == stopper
 
 
 # ---------------------------------------------------------------- errors

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from search.sampler import SAMPLERS
+from search.score import DESCRIPTIONS, SCORES
 from search.spec import SearchSettings
 from training.config import AugmentConfig, DataConfig, DetectionLossPart, EvalConfig, LossConfig, ModelConfig, OptimConfig
 from training.crop_pad import PAD_MODES
@@ -46,6 +47,8 @@ REGISTRIES = [
     ("TTA_VIEWS", TTA_VIEWS, EvalConfig, "tta"),
     ("PAD_MODES", PAD_MODES, AugmentConfig, "shrink_pad"),
     ("SAMPLERS", SAMPLERS, SearchSettings, "sampler"),
+    ("SCORES", SCORES, SearchSettings, "score"),
+    ("score DESCRIPTIONS", DESCRIPTIONS, SearchSettings, "score"),  # describe(rule) for the summary and exports
 ]
 
 

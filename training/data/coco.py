@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from training.config import DataConfig
+from training.config import GOOD_CLASS, DataConfig
 from training.data.samples import ImageSet
 from training.errors import ConfigError
 
-GOOD = "good"
 # exporters round boxes: an edge up to this many pixels past the image border is clipped, not refused
 EDGE_TOLERANCE = 1.0
 
@@ -67,8 +66,8 @@ def _categories(doc: dict[str, Any], path: Path, key: str) -> dict[int, str]:
         categories = {int(c["id"]): str(c["name"]) for c in sorted(raw, key=lambda c: int(c["id"]))}
     except (KeyError, TypeError, ValueError):
         raise ConfigError(key, f"every category needs an integer 'id' and a 'name' in {path}") from None
-    if GOOD in categories.values():
-        raise ConfigError(key, f"category '{GOOD}' in {path} clashes with the class of images without boxes")
+    if GOOD_CLASS in categories.values():
+        raise ConfigError(key, f"category '{GOOD_CLASS}' in {path} clashes with the class of images without boxes")
     return categories
 
 
@@ -213,7 +212,7 @@ def _checked_train_file(cfg: DataConfig) -> CocoFile:
 
 def class_names(cfg: DataConfig) -> list[str]:
     """The good class, then the category names in category-id order."""
-    return [GOOD, *_train_file(cfg).categories.values()]
+    return [GOOD_CLASS, *_train_file(cfg).categories.values()]
 
 
 def check(cfg: DataConfig) -> None:

@@ -30,10 +30,8 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
-from training.config import SyntheticData
+from training.config import GOOD_CLASS, SyntheticData
 from training.data.samples import ImageSet
-
-GOOD = "good"
 
 # cv2 drawing takes integer points; 4 fractional bits keep thin anti-aliased strokes smooth.
 _SHIFT = 4
@@ -95,7 +93,7 @@ def class_counts(cfg: SyntheticData) -> np.ndarray:
 
 def good_index(classes: list[str]) -> int | None:
     """Index of the class named `good` (any case), or None when every class is a defect kind."""
-    return next((i for i, name in enumerate(classes) if name.lower() == GOOD), None)
+    return next((i for i, name in enumerate(classes) if name.lower() == GOOD_CLASS), None)
 
 
 def _split(total: int, shares: np.ndarray) -> np.ndarray:

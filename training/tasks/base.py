@@ -22,6 +22,7 @@ from training.metrics.bootstrap import RESAMPLES
 from training.models import all_trainable
 from training.optim import create_optimizer
 from training.runtime import Runtime
+from training.step import training_step
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -169,8 +170,6 @@ class Task(ABC):
     def train_step(self) -> Callable[[Any], None]:
         """A function running one training step on a batch as `fit` does (forward, backward, optimizer
         step, `after_step`), with an optimizer of its own: what `search check` times."""
-        from training.fit import training_step  # fit imports the task registry, which imports this module
-
         with all_trainable(self.model):  # as fit builds it: a later phase may unfreeze stages
             optimizer = create_optimizer(self.model, self.cfg.optim)
         scaler = self.runtime.grad_scaler()

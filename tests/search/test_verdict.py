@@ -1,0 +1,36 @@
+"""search/verdict.py's last line: the gain with its interval, and what it means for the export."""
+
+from __future__ import annotations
+
+from search.verdict import verdict_text
+
+
+def result(lo: float, hi: float, exported_baseline: bool) -> dict:
+    evidence = lo > 0
+    return {
+        "split": "test",
+        "metric": "macro_f1",
+        "differences": {"macro_f1": {"value": (lo + hi) / 2, "lo": lo, "hi": hi}, "miss_rate": {"value": -0.1, "lo": -0.2, "hi": 0.0}},
+        "evidence": evidence,
+        "exported_baseline": exported_baseline,
+    }
+
+
+def test_an_interval_holding_zero_says_there_is_no_evidence():
+    text = verdict_text(result(-0.02, 0.06, exported_baseline=True), sign=1.0)
+    assert text.startswith("winner vs baseline on test: macro_f1 +0.020 [-0.020, +0.060]; miss_rate -0.100")
+    assert "(rates: lower is better)" in text
+    assert "No evidence the winner beats the baseline" in text and "favours" not in text
+
+
+def test_a_winner_the_test_favours_but_confirmation_did_not_export_is_named_so():
+    # the test never changes the pick; the user is told the two disagree and what would settle it
+    text = verdict_text(result(0.01, 0.12, exported_baseline=True), sign=1.0)
+    assert "No evidence" not in text
+    assert "the test favours the winner, but the baseline was exported" in text.lower()
+    assert "search.confirm.seeds" in text
+
+
+def test_an_exported_winner_the_test_confirms_needs_no_caveat():
+    text = verdict_text(result(0.01, 0.12, exported_baseline=False), sign=1.0)
+    assert text == "winner vs baseline on test: macro_f1 +0.065 [+0.010, +0.120]; miss_rate -0.100 [-0.200, +0.000] (rates: lower is better)"
