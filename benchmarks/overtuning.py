@@ -10,6 +10,8 @@ of the same space from the same baseline:
 - `confirmed`: the shipped defaults: noise seeds of the baseline, noise-aware rungs, confirmation of
   the top config with fresh seeds, the baseline exported when the edge is inside the noise, and the
   verdict on the test split;
+- `confirmed_margin`: `confirmed` with the rungs' seed-noise margin alone (`keep_reference_pace:
+  false`): what the pace waiver's extra epochs buy;
 - `confirmed_folds`: the same with `data.folds` (k models per trial, the mean over folds each epoch).
 
 Two scenarios: `null`, a strong baseline that no config of the space beats beyond seed noise (found
@@ -26,12 +28,15 @@ the test gain of what it exports, whether the test contradicts the claim, and th
     python -m benchmarks.overtuning                   # 5 seeds x 2 scenarios x 3 searches (about 3 h on 2 cores)
     python -m benchmarks.overtuning --find-baseline   # the null scenario's baseline (about 25 min)
     python -m benchmarks.overtuning --smoke           # the plumbing only
+    python -m benchmarks.overtuning --summaries DIR/null-today-0/summary.json ...   # score earlier searches
+    python -m benchmarks.overtuning --merge A/overtuning.json B/overtuning.json     # combine scored runs
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import statistics
 import time
@@ -59,7 +64,7 @@ BASELINES = {
     "weak": {"optim.lr": 2.0e-4, "loss.focal_gamma": 2.0, "augment.brightness": 0.2, "augment.hflip": 0.5},
 }
 TODAY = {"noise_seeds": 0, "confirm": {"top": 0}}, {"margin_sds": 0.0, "keep_reference_pace": False}
-VARIANTS = ("today", "rungs", "confirmed", "confirmed_folds")
+VARIANTS = ("today", "rungs", "confirmed", "confirmed_margin", "confirmed_folds")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ def space_file(s: Setting, name: str, baseline: dict[str, Any] | None, seed: int
         scheduler |= TODAY[1]
     if variant == "rungs":
         search["confirm"] = {"top": 0}
+    if variant == "confirmed_margin":
+        scheduler["keep_reference_pace"] = False  # the margin rule alone: cheaper rungs
     data = data_section(s) | ({"folds": s.folds} if variant == "confirmed_folds" else {})
     if baseline is not None:
         search["baseline"] = [baseline]
@@ -174,6 +181,13 @@ def run_one(s: Setting, scenario: str, seed: int, variant: str, results: Path) -
     began = time.perf_counter()
     summary = run_our_search(space_file(s, name, BASELINES[scenario], seed, variant), results)
     return {"scenario": scenario, "seed": seed, **read_search(summary, variant, s.folds), "wall_s": time.perf_counter() - began}
+
+
+def saved_search(path: Path, s: Setting) -> dict[str, Any]:
+    """The record of a search run earlier (its summary.json, in a folder named SCENARIO-VARIANT-SEED)."""
+    scenario, variant, seed = path.parent.name.rsplit("-", 2)
+    summary = json.loads(path.read_text())
+    return {"scenario": scenario, "seed": int(seed), **read_search(summary, variant, s.folds), "wall_s": summary.get("duration_s")}
 
 
 # ------------------------------------------------------------------------------- retraining on test
@@ -325,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["today", "confirmed", "confirmed_folds"],
                         help="searches per scenario and seed (rungs: the rung rules alone, which benchmarks/rung_rules.py replays)")
     parser.add_argument("--find-baseline", action="store_true", help="find the null scenario's strong baseline")
+    parser.add_argument("--summaries", type=Path, nargs="+",
+                        help="no search: score these searches' summary.json files (each in a folder named SCENARIO-VARIANT-SEED, as this benchmark names them)")
+    parser.add_argument("--merge", type=Path, nargs="+", help="no search, no training: combine the records of these overtuning.json files")
     return parser
 
 
@@ -346,12 +363,18 @@ def main(argv: list[str] | None = None) -> int:
             write_figures("overtuning_baseline", {"setting": s.__dict__, **found}, args.out)
             print(f"strong baseline: {found['chosen']}")
             return 0
-        records = [run_one(s, sc, seed, v, results) for sc in args.scenarios for seed in s.seeds for v in args.variants]
-    configs = [p for r in records for p in (r["exported"], r["today"], r.get("candidate")) if p]
-    configs += [BASELINES[sc] for sc in args.scenarios]
-    outputs = retrain_all(s, configs, console)
-    score_searches(records, outputs)
+        if args.merge:
+            records = [r for path in args.merge for r in json.loads(path.read_text())["records"]]
+        elif args.summaries:
+            records = [saved_search(path, s) for path in args.summaries]
+        else:
+            records = [run_one(s, sc, seed, v, results) for sc in args.scenarios for seed in s.seeds for v in args.variants]
+    if not args.merge:
+        configs = [p for r in records for p in (r["exported"], r["today"], r.get("candidate")) if p]
+        configs += [BASELINES[sc] for sc in {r["scenario"] for r in records}]
+        score_searches(records, retrain_all(s, configs, console))
     print_records(records, console)
+    args.scenarios = [sc for sc in args.scenarios if any(r["scenario"] == sc for r in records)]
     summary = goals(records, args.scenarios)
     write_figures("overtuning", {"setting": s.__dict__, "baselines": BASELINES, "records": records, "goals": summary,
                                  "wall_s": time.perf_counter() - began}, args.out)  # fmt: skip

@@ -83,6 +83,8 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
     else:
         differences, images = validation_differences(candidate, reference, names, summary["metric"]), None
         split, optimistic, models = "validation", True, [len(candidate), len(reference)]
+    # a test split, but a compared run saved no model to score it with
+    unscored_test = split == "validation" and has_test(plan.base.data)
     gain = differences.get(metric)
     evidence = gain is not None and is_finite(gain.lo) and (gain.lo > 0 if sign > 0 else gain.hi < 0)
     result = {
@@ -96,6 +98,7 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
         "metric": metric,
         "differences": {k: v.to_dict() for k, v in differences.items()},
         "evidence": evidence,
+        "unscored_test": unscored_test,
         # confirmation may have kept the baseline while the test favours the winner: the test never
         # changes the pick (then it would no longer be a test), the text says so instead
         "exported_baseline": (summary.get("confirmation") or {}).get("chosen") == pair[1],
@@ -107,10 +110,15 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
 def verdict_text(result: dict[str, Any], sign: float) -> str:
     """'winner vs baseline on test: val/macro_f1 +0.031 [-0.012, +0.074]; ...' (+ 'no evidence ...')."""
     where = "on test" if result["split"] == "test" else "on validation (optimistic: these images chose the configs)"
+    if result.get("unscored_test"):
+        where = where[:-1] + "; the baseline's or the winner's run stopped early and kept no model to score the test split with)"
     parts = [f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" for name, d in result["differences"].items()]
     rates = " (rates: lower is better)" if any(name in RATES for name in result["differences"]) else ""
     text = f"winner vs baseline {where}: " + "; ".join(parts) + rates
-    if not result["evidence"]:
+    gain = result["differences"].get(result["metric"], {})
+    if not result["evidence"] and math.isnan(gain.get("lo", math.nan)):
+        text += ". No evidence either way: one run a side has no interval (search.noise_seeds and search.confirm give one)"
+    elif not result["evidence"]:
         better = "higher" if sign > 0 else "lower"
         text += f". No evidence the winner beats the baseline (its {result['metric']} interval is not all {better})"
     elif result.get("exported_baseline"):
@@ -171,7 +179,12 @@ def validation_differences(
         if any(np.isnan(v).all() for v in values):
             continue
         values = [v[~np.isnan(v)] for v in values]
+        difference = float(values[0].mean() - values[1].mean())
+        if min(len(v) for v in values) < 2:
+            # one run a side: resampling it gives [d, d], which would read as certainty
+            out[name] = Estimate(difference, math.nan, math.nan)
+            continue
         draws = [rng.choice(v, size=(RESAMPLES, len(v))).mean(axis=1) for v in values]
         lo, hi = np.percentile(draws[0] - draws[1], [2.5, 97.5])
-        out[name] = Estimate(float(values[0].mean() - values[1].mean()), float(lo), float(hi))
+        out[name] = Estimate(difference, float(lo), float(hi))
     return out

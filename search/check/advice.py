@@ -78,8 +78,9 @@ def data_advice(plan: SearchPlan, val_images: int) -> list[str]:
     if val_images < SMALL_VAL and data.folds == 1:
         lines.append(
             f"the validation split holds {val_images} images (< {SMALL_VAL}): a config's score moves by several "
-            f"hundredths from seed to seed; consider data.folds: {SUGGESTED_FOLDS} (every image validated once, "
-            f"{SUGGESTED_FOLDS} models per trial) and search.confirm"
+            f"hundredths from seed to seed; keep search.confirm on (more seeds: search.confirm.seeds), or try "
+            f"data.folds: {SUGGESTED_FOLDS} (every image validated once, {SUGGESTED_FOLDS}x the epochs; on the "
+            "synthetic benchmark it picked no better configs: benchmarks/README.md, overtuning)"
         )
     if not has_test(data):
         lines.append(

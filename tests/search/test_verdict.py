@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from search.verdict import verdict_text
+import math
+
+import pytest
+
+from search.verdict import validation_differences, verdict_text
 
 
 def result(lo: float, hi: float, exported_baseline: bool) -> dict:
@@ -34,3 +38,29 @@ def test_a_winner_the_test_favours_but_confirmation_did_not_export_is_named_so()
 def test_an_exported_winner_the_test_confirms_needs_no_caveat():
     text = verdict_text(result(0.01, 0.12, exported_baseline=False), sign=1.0)
     assert text == "winner vs baseline on test: macro_f1 +0.065 [+0.010, +0.120]; miss_rate -0.100 [-0.200, +0.000] (rates: lower is better)"
+
+
+def runs(*scores: float) -> list[dict]:
+    return [{"metrics": {"val/macro_f1": s}, "last_metrics": {"val/macro_f1": s, "val/miss_rate": 0.1}} for s in scores]
+
+
+def test_one_run_a_side_has_no_interval_and_claims_nothing():
+    # resampling one run gives [d, d]: printed, it would read as certainty
+    (gain,) = validation_differences(runs(0.8), runs(0.4), ["macro_f1"], "val/macro_f1").values()
+    assert gain.value == pytest.approx(0.4) and math.isnan(gain.lo) and math.isnan(gain.hi)
+    assert f"{gain:+.3f}" == "+0.400 (no interval)"
+    result = {"split": "validation", "metric": "macro_f1", "differences": {"macro_f1": gain.to_dict()}, "evidence": False}
+    assert "No evidence either way: one run a side has no interval" in verdict_text(result, sign=1.0)
+
+
+def test_seeds_give_a_validation_interval():
+    (gain,) = validation_differences(runs(0.8, 0.7, 0.75), runs(0.4, 0.5), ["macro_f1"], "val/macro_f1").values()
+    assert gain.lo < gain.value < gain.hi and gain.lo > 0
+
+
+def test_a_test_split_the_verdict_could_not_use_is_named_with_the_reason():
+    result = {"split": "validation", "metric": "macro_f1", "differences": {"macro_f1": {"value": 0.1, "lo": 0.05, "hi": 0.15}},
+              "evidence": True, "unscored_test": True}  # fmt: skip
+    text = verdict_text(result, sign=1.0)
+    assert text.startswith("winner vs baseline on validation (optimistic: these images chose the configs; the baseline's")
+    assert "stopped early and kept no model to score the test split with" in text

@@ -43,6 +43,8 @@ class Estimate:
 
     def __format__(self, spec: str) -> str:
         spec = spec or ".3f"
+        if math.isnan(self.lo) or math.isnan(self.hi):
+            return f"{self.value:{spec}} (no interval)"  # nothing to resample: one run a side
         return f"{self.value:{spec}} [{self.lo:{spec}}, {self.hi:{spec}}]"
 
     def holds(self, x: float) -> bool:
