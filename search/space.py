@@ -14,14 +14,16 @@ import json
 import math
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import optuna.distributions as od
 from pydantic import BaseModel
 
 from training.config import TrainConfig
 from training.config_file import suggestion, validate_model
 from training.errors import ConfigError
+
+if TYPE_CHECKING:  # optuna loads only where a distribution is built: a space file's mistake is answered first
+    import optuna.distributions as od
 
 SCALAR = (type(None), bool, int, float, str)
 
@@ -57,6 +59,8 @@ class Uniform(OneParam):
     hi: float
 
     def to_optuna(self) -> od.BaseDistribution:
+        import optuna.distributions as od
+
         return od.FloatDistribution(self.lo, self.hi)
 
     def probe_values(self) -> list[Any]:
@@ -76,6 +80,8 @@ class Uniform(OneParam):
 @dataclass(frozen=True)
 class LogUniform(Uniform):
     def to_optuna(self) -> od.BaseDistribution:
+        import optuna.distributions as od
+
         return od.FloatDistribution(self.lo, self.hi, log=True)
 
 
@@ -84,6 +90,8 @@ class IntRange(Uniform):
     step: int = 1
 
     def to_optuna(self) -> od.BaseDistribution:
+        import optuna.distributions as od
+
         return od.IntDistribution(int(self.lo), int(self.hi), step=self.step)
 
     def probe_values(self) -> list[Any]:
@@ -105,6 +113,8 @@ class Choice(OneParam):
         return not all(isinstance(v, SCALAR) for v in self.values)
 
     def to_optuna(self) -> od.BaseDistribution:
+        import optuna.distributions as od
+
         return od.CategoricalDistribution([self.encode(v) for v in self.values])
 
     def probe_values(self) -> list[Any]:
