@@ -109,9 +109,10 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
 
 def verdict_text(result: dict[str, Any], sign: float) -> str:
     """'winner vs baseline on test: val/macro_f1 +0.031 [-0.012, +0.074]; ...' (+ 'no evidence ...')."""
-    where = "on test" if result["split"] == "test" else "on validation (optimistic: these images chose the configs)"
+    why = ["these images chose the configs"]
     if result.get("unscored_test"):
-        where = where[:-1] + "; the baseline's or the winner's run stopped early and kept no model to score the test split with)"
+        why.append("the baseline's or the winner's run stopped early and kept no model to score the test split with")
+    where = "on test" if result["split"] == "test" else f"on validation (optimistic: {'; '.join(why)})"
     parts = [f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" for name, d in result["differences"].items()]
     rates = " (rates: lower is better)" if any(name in RATES for name in result["differences"]) else ""
     text = f"winner vs baseline {where}: " + "; ".join(parts) + rates
