@@ -1,6 +1,6 @@
 """One GPU, 1 to 8 trials: per workload the ceiling (the model's training step on one fixed batch
 already on the GPU: the most this card can do for this model), one trial through our code
-(`training.fit`, as a search trial runs it) as images/s and as a share of that ceiling, 2, 4 and 8
+(`training.loop.fit`, as a search trial runs it) as images/s and as a share of that ceiling, 2, 4 and 8
 trials packed at fractions 1/2 ... 1/8 (each capped at its memory share), AMP + channels_last on and
 off, mean GPU utilization over the timed window (nvidia-smi) and peak reserved memory per trial.
 
@@ -131,12 +131,12 @@ def ceiling_rate(cfg, runtime, seconds: float) -> float:
 
 
 def trial(spec: dict[str, Any]) -> dict[str, Any]:
-    """One trial on its share: the ceiling first when asked, then `training.fit` as a search trial
+    """One trial on its share: the ceiling first when asked, then `training.loop.fit` as a search trial
     runs it, until `seconds` after its warm-up epoch; its epoch marks and peak GPU memory."""
     from training.data import load_splits
-    from training.fit import fit
-    from training.resources import TrialResources
-    from training.runtime import Runtime
+    from training.loop.fit import fit
+    from training.schema.resources import TrialResources
+    from training.loop.runtime import Runtime
 
     cfg = trial_config(spec)
     runtime = Runtime.for_trial(cfg, TrialResources(cpu=spec["cpus"], gpu=spec["fraction"]))

@@ -28,11 +28,11 @@ from rich.console import Console
 from benchmarks.common import RESULTS_DIR, print_table, write_figures
 from training.config import TrainConfig
 from training.data import load_splits
-from training.deploy import export
-from training.evaluate import find_run
-from training.fit import fit
-from training.predict import plan, predict
-from training.runtime import Runtime
+from training.inference.deploy import export
+from training.inference.evaluate import find_run
+from training.inference.predict import plan, predict
+from training.loop.fit import fit
+from training.loop.runtime import Runtime
 from training.tasks import get_task
 
 METHODS = ["predict", "torch", "onnx", "torchscript"]

@@ -1,5 +1,5 @@
 """What the search machinery costs: the same 16 configs trained (a) one after another by calling
-`training.fit.fit` directly, (b) through the hand-written peer glue a user would write (Ray Tune's
+`training.loop.fit.fit` directly, (b) through the hand-written peer glue a user would write (Ray Tune's
 Tuner + Ray's own OptunaSearch + ASHA + Ray's MLflowLoggerCallback on SQLite, `reuse_actors=True`,
 the trainable calling `fit` with a report callback) and (c) through our search (`run_search`: Ray
 Tune, our OptunaSearch, MLflow on SQLite, journal, checkpoints), in one process, side by side.
@@ -79,9 +79,9 @@ def sequential(search_space: dict[str, Any], points: list[dict[str, Any]]) -> di
     """(a): the same trial configs through `fit`, one after another, on the trial's 1 CPU thread: each
     config's seconds and the seconds inside its epochs (`time/epoch_s`, what a trial reports)."""
     from search.space import apply_values
-    from training.fit import NonFiniteLossError, fit
-    from training.resources import TrialResources
-    from training.runtime import Runtime
+    from training.loop.fit import NonFiniteLossError, fit
+    from training.schema.resources import TrialResources
+    from training.loop.runtime import Runtime
 
     base = load_space(search_space).base
     seconds, epochs = [], []
@@ -167,9 +167,9 @@ def peer_trainable(base: Any, keys: dict[str, str]):
         from ray import tune
 
         from search.space import apply_values
-        from training.fit import fit
-        from training.resources import TrialResources
-        from training.runtime import Runtime
+        from training.loop.fit import fit
+        from training.schema.resources import TrialResources
+        from training.loop.runtime import Runtime
 
         cfg = apply_values(base, {keys[k]: v for k, v in config.items()})
         fit(cfg, Runtime.for_trial(cfg, TrialResources(cpu=1, gpu=0)), on_epoch=lambda report: tune.report({"epoch": report.epoch, **report.metrics}))

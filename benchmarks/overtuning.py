@@ -204,8 +204,8 @@ def retrain(s: Setting, params: dict[str, Any], seed: int):
     from search.space import apply_values
     from training.config import TrainConfig
     from training.data import load_test
-    from training.fit import fit
-    from training.runtime import Runtime
+    from training.loop.fit import fit
+    from training.loop.runtime import Runtime
     from training.tasks import get_task
 
     torch.set_num_threads(1)

@@ -62,8 +62,8 @@ def full_run(s: Setting, params: dict[str, Any], seed: int) -> dict[str, Any]:
     from search.space import apply_values
     from training.config import TrainConfig
     from training.data import load_test
-    from training.fit import fit
-    from training.runtime import Runtime
+    from training.loop.fit import fit
+    from training.loop.runtime import Runtime
     from training.tasks import get_task
 
     torch.set_num_threads(1)

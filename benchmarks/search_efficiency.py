@@ -19,7 +19,7 @@ Compared in one run, seed by seed:
   it goes on to `--reference-budget` (4x the budget by default) so that its epochs to the target are
   observed rather than cut at the budget: the ratio to it is then a measurement, not a lower bound;
 - random_asha: the same random configs, stopped by the same ASHA;
-- optuna_hyperband: plain Optuna (TPESampler + HyperbandPruner), no Ray, `training.fit.fit` with a
+- optuna_hyperband: plain Optuna (TPESampler + HyperbandPruner), no Ray, `training.loop.fit.fit` with a
   report/prune callback.
 
 Every method's trials report each epoch's metric in the order the epochs were spent. The measure of
@@ -206,9 +206,9 @@ def run_random(args: argparse.Namespace, seed: int, results: Path, asha: bool) -
 def run_optuna_hyperband(args: argparse.Namespace, seed: int) -> Spend:
     """Plain Optuna, no Ray: TPE + HyperbandPruner, `fit` reporting each epoch, until the budget is spent."""
     from search.trainable import trial_config
-    from training.fit import EpochReport, NonFiniteLossError, fit
-    from training.resources import TrialResources
-    from training.runtime import Runtime
+    from training.loop.fit import EpochReport, NonFiniteLossError, fit
+    from training.schema.resources import TrialResources
+    from training.loop.runtime import Runtime
 
     plan = load_space(space(f"optuna_s{seed}", args, seed, 1, {"name": "none"}))
     spend: Spend = []

@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import RESULTS_DIR, print_table, write_figures
 from search.resources import resolve_resources
-from training.augment import MEAN, STD
+from training.augment.knobs import MEAN, STD
 from training.config import AugmentConfig, TrainConfig
 from training.data import load_splits
-from training.fit import train_one_epoch
-from training.optim import create_optimizer, create_scheduler
-from training.resources import TrialResources
-from training.runtime import Runtime
+from training.loop.fit import train_one_epoch
+from training.loop.optim import create_optimizer, create_scheduler
+from training.loop.runtime import Runtime
+from training.schema.resources import TrialResources
 from training.tasks import create_task
 
 AUGMENT = {"brightness": 0.2, "contrast": 0.2, "hflip": 0.5, "rotate": 10.0}

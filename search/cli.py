@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from search.console import make_console
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 if TYPE_CHECKING:
     from search.spec import SearchPlan

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 # Longest operators first, so `<=` is not read as `<` followed by `= 0.02`.
 OPS: dict[str, Callable[[float, float], bool]] = {

@@ -13,10 +13,10 @@ from search.pick import default_rule_text, parse_rule, pick_trial
 from search.space import apply_values
 from search.summary import read_summary, score_text
 from training.config import TrainConfig
-from training.config_file import validate_model
-from training.errors import ConfigError
-from training import metric_names
-from training.metric_names import ExportedSetting
+from training.schema import metric_names
+from training.schema.config_file import validate_model
+from training.schema.errors import ConfigError
+from training.schema.metric_names import ExportedSetting
 
 
 def exported_settings(config: TrainConfig, trial: dict[str, Any]) -> list[ExportedSetting]:

@@ -1,6 +1,6 @@
 """`python -m search keys [--task TASK] [PATTERN]`: every training-config key a task reads, with its
 type, default, allowed values and one-line description, read from the pydantic models of
-`training/config.py` (which keys a task reads: `training/task_keys.py`): the list a space file is
+`training/config.py` (which keys a task reads: `training/schema/task_keys.py`): the list a space file is
 written from. Torch-free, like every check of a space file.
 """
 
@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from training.config import TrainConfig
-from training.errors import ConfigError
-from training.task_keys import check_task_name, only_detectors, reads
+from training.schema.errors import ConfigError
+from training.schema.task_keys import check_task_name, only_detectors, reads
 
 DEFAULT_TASK = TrainConfig.model_fields["task"].default
 GLOB_CHARACTERS = "*?["

@@ -9,7 +9,7 @@ from typing import Any
 from search.constraints import Constraint, is_finite, parse_constraint
 from search.pareto import front_trials
 from search.roles import is_replica_run
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 RULE = re.compile(r"^\s*(?P<mode>min|max)\s+(?P<metric>[A-Za-z0-9_./-]+)(?:\s+where\s+(?P<where>.+?))?\s*$")
 RULE_FORM = "'min|max METRIC [where METRIC OP NUMBER [and ...]]'"

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from training.errors import ConfigError
-from training.resources import TrialResources
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 
 def resolve_resources(

@@ -19,16 +19,17 @@ import yaml
 from rich.console import Console
 from ray import tune
 
-from search.constraints import is_finite
 from search.budget import clock_text
+from search.constraints import is_finite
 from search.decide import decide
 from search.export import best_config_yaml
 from search.journal import TrialJournal
 from search.layout import BEST_FILE, JOURNAL_FILE, SPACE_FILE, SUMMARY_FILE
 from search.progress import Progress
-from search.spec import SearchPlan, load_plan
+from search.report.pareto import write_pareto
 from search.resources import resolve_resources
 from search.roles import group_of, replica
+from search.spec import SearchPlan, load_plan
 from search.state import (
     claim_out_dir,
     discard_unstarted,
@@ -43,7 +44,6 @@ from search.state import (
 )
 from search.stopping import BudgetWatch, LossRules
 from search.study import refuse_taken_study
-from search.report.pareto import write_pareto
 from search.summary import (
     is_feasible,
     numeric_metrics,
@@ -55,7 +55,6 @@ from search.summary import (
 )
 from search.tracking import TrialTracking
 from search.trainable import trial_config
-from search.verdict import verdict
 from search.tuner import (
     RunOptions,
     build_tuner,
@@ -65,8 +64,9 @@ from search.tuner import (
     searched_values,
     tune_location,
 )
-from training.errors import ConfigError
-from training.resources import TrialResources
+from search.verdict import verdict
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 from training.tracking import Tracker
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from pydantic import BaseModel
 
 from training.config import TrainConfig
-from training.config_file import suggestion, validate_model
-from training.errors import ConfigError
+from training.schema.config_file import suggestion, validate_model
+from training.schema.errors import ConfigError
 
 if TYPE_CHECKING:  # optuna loads only where a distribution is built: a space file's mistake is answered first
     import optuna.distributions as od

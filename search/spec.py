@@ -13,13 +13,13 @@ from search.budget import parse_duration
 from search.constraints import Constraint, parse_constraint
 from search.space import Distribution, check_dotted_key, check_space, get_dotted, parse_space
 from training.config import Section, TrackingConfig, TrainConfig
-from training.config_file import read_yaml, suggestion, validate_model
 from training.data.registry import check_data
-from training.errors import ConfigError
-from training.resources import TrialResources
-from training.metric_names import metric_names
-from training.model_names import check_listed_model_name
-from training.task_keys import check_reads, check_task_name, reads, unread_settings
+from training.schema.config_file import read_yaml, suggestion, validate_model
+from training.schema.errors import ConfigError
+from training.schema.metric_names import metric_names
+from training.schema.model_names import check_listed_model_name
+from training.schema.resources import TrialResources
+from training.schema.task_keys import check_reads, check_task_name, reads, unread_settings
 
 # Nothing here imports torch, Ray or MLflow at module level: `read_plan` answers a mistake in the file,
 # its paths, keys, values, metric names or timm model names in well under a second; only `check_plan`

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import SPACE_FILE, STATE_FILE, SUMMARY_FILE
-from training.errors import ConfigError
-from training.resources import TrialResources
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 TEMP_SUFFIX = ".tmp"
 STUDY_FILE = "optuna.journal"  # the search's Optuna study, unless search.optuna_storage names an RDB

@@ -47,7 +47,7 @@ from ray.tune.search import Searcher
 
 from search.constraints import Constraint, is_finite
 from search.score import numeric, scored_metrics
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 ORPHANED = "asked after Tune's last saved state before a hard kill; Tune asked for a replacement"
 

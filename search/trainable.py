@@ -13,9 +13,9 @@ from ray import tune
 from search.roles import runs_full_budget, seed_of
 from search.space import Distribution, apply_values, decode_trial
 from training.config import TrainConfig
-from training.fit import CHECKPOINT_FILE, EpochReport, fit
-from training.resources import TrialResources
-from training.runtime import Runtime
+from training.loop.fit import CHECKPOINT_FILE, EpochReport, fit
+from training.loop.runtime import Runtime
+from training.schema.resources import TrialResources
 
 
 def trial_config(base: TrainConfig, space: dict[str, Distribution], params: dict[str, Any]) -> TrainConfig:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.spec import SearchPlan
 from search.space import decode_trial, encode_point, optuna_space
-from training.errors import ConfigError
-from training.resources import TrialResources
+from search.spec import SearchPlan
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 # Before Ray is imported: no auto CSV/JSON/TensorBoard loggers (MLflow is our record), no log dedup noise.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -30,11 +30,11 @@ from search.constraints import is_finite
 from search.decide import group_runs, reference_group
 from search.spec import SearchPlan
 from training.config import TrainConfig
-from training.config_file import validate_model
 from training.data import has_test, load_test
-from training.fit import CHECKPOINT_FILE
+from training.loop.fit import CHECKPOINT_FILE
+from training.loop.runtime import Runtime
 from training.metrics.bootstrap import Estimate, paired_difference
-from training.runtime import Runtime
+from training.schema.config_file import validate_model
 from training.tasks import get_task
 
 RESAMPLES = 1000  # bootstrap resamples of the test images (and models) per verdict

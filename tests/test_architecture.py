@@ -1,7 +1,8 @@
 """The layering rules of ARCHITECTURE.md, read from the source (no import of the code under test):
 `training` never imports the search layer, Ray or Optuna; MLflow stays in the tracking module;
 `search` never asks which task it runs; the task package never imports the epoch loop; the torch-free
-modules stay torch-free; no private attribute of Ray, Optuna or MLflow is used."""
+modules stay torch-free and the fast-error path reads training through them only; no private
+attribute of Ray, Optuna or MLflow is used."""
 
 from __future__ import annotations
 
@@ -10,29 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from training.task_keys import TASK_KEYS
+from training.schema.task_keys import TASK_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_NAMES = set(TASK_KEYS)
 # a task's name and the words in it ('semi', 'detection'): what a test on a task name compares against
 TASK_WORDS = TASK_NAMES | {word for name in TASK_NAMES for word in name.split("_")}
-# read before torch so that a bad space file is answered in under a second (issues 16, 25), and
-# `search keys` and `search export` start at once
-TORCH_FREE = [
-    "training/config.py",
-    "training/config_file.py",
-    "training/errors.py",
-    "training/task_keys.py",
-    "training/metric_names.py",
-    "training/model_names.py",
-    "search/spec.py",
-    "search/keys.py",
-    "search/export.py",
-]
 
 
 def sources(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
+
+
+# read before torch so that a bad space file is answered in under a second (issues 16, 25), and
+# `search keys` and `search export` start at once
+FAST_PATH = ["search/spec.py", "search/keys.py", "search/export.py"]
+# the torch-free layer they read training through: the typed config, every module of training/schema/
+# but the maintainer's `write_timm_models` (it imports timm to write the list `model_names` reads), and
+# the data kinds' up-front checks (`check_data`)
+TORCH_FREE_LAYER = ("training.config", "training.schema", "training.data.registry")
+TORCH_FREE = [
+    "training/config.py",
+    *(str(p.relative_to(ROOT)) for p in sources("training/schema") if p.name != "write_timm_models.py"),
+    *FAST_PATH,
+]
 
 
 def packages(nodes) -> set[str]:
@@ -59,11 +61,13 @@ def absolute(node: ast.ImportFrom, path: Path, root: Path) -> str:
     return ".".join([*package[: len(package) - node.level + 1], *filter(None, [node.module])])
 
 
-def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
-    """Every dotted module the file imports, at any depth (lazy imports too), relative ones resolved;
+def imported_modules(path: Path, root: Path = ROOT, lazy: bool = True) -> set[str]:
+    """Every dotted module the file imports, at any depth (lazy imports too, unless `lazy` is False:
+    then only the module-level statements, those that run on import), relative ones resolved;
     `from a import b` counts as `a` and `a.b`: b may be a module."""
+    tree = ast.parse(path.read_text())
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree) if lazy else tree.body:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -110,13 +114,34 @@ def test_the_fast_error_path_imports_no_heavy_library(name):
     assert not imported(ROOT / name) & heavy, name
 
 
+def outside_the_torch_free_layer(path: Path) -> set[str]:
+    """The training modules `path` imports on import that are not in TORCH_FREE_LAYER."""
+    reached = {name for name in imported_modules(path, lazy=False) if name.startswith("training.")}
+    return {name for name in reached if not any(name == p or name.startswith(f"{p}.") for p in TORCH_FREE_LAYER)}
+
+
+@pytest.mark.parametrize("name", FAST_PATH)
+def test_the_fast_error_path_reads_training_only_through_the_torch_free_layer(name):
+    # a module of the loop, a task or a model would load torch before a space file's mistake is answered
+    assert outside_the_torch_free_layer(ROOT / name) == set(), name
+
+
+def test_the_torch_free_layer_probe_finds_a_heavy_training_module(tmp_path):
+    probe = tmp_path / "spec.py"
+    probe.write_text("from training.schema.errors import ConfigError\nfrom training.loop.runtime import Runtime\n"
+                     "def check():\n    from training.tasks import get_task\n")  # fmt: skip
+    # the rule above must be able to fail: a module-level import of the loop is found; the lazy one of
+    # the torch path (`check_plan` asks the task) is not the fast path's
+    assert outside_the_torch_free_layer(probe) == {"training.loop.runtime", "training.loop.runtime.Runtime"}
+
+
 def imports_the_loop(path: Path, root: Path = ROOT) -> bool:
-    return any(name == "training.fit" or name.startswith("training.fit.") for name in imported_modules(path, root))
+    return any(name == "training.loop.fit" or name.startswith("training.loop.fit.") for name in imported_modules(path, root))
 
 
 @pytest.mark.parametrize("path", sources("training/tasks"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_task_package_never_imports_the_epoch_loop(path):
-    # one direction: training.fit drives a task through its interface; a task importing the loop back
+    # one direction: training.loop.fit drives a task through its interface; a task importing the loop back
     # is a cycle (issue 24), even as a lazy import inside a method
     assert not imports_the_loop(path), path
 
@@ -124,13 +149,13 @@ def test_the_task_package_never_imports_the_epoch_loop(path):
 def test_the_epoch_loop_probe_finds_a_lazy_or_relative_import(tmp_path):
     probe = tmp_path / "training" / "tasks" / "base.py"
     probe.parent.mkdir(parents=True)
-    for source in ["def f():\n    from training.fit import training_step\n", "from ..fit import fit\n",
-                   "from training import fit\n", "import training.fit as loop\n"]:  # fmt: skip
+    for source in ["def f():\n    from training.loop.fit import training_step\n", "from ..loop.fit import fit\n",
+                   "from training.loop import fit\n", "from ..loop import fit\n", "import training.loop.fit as loop\n"]:  # fmt: skip
         probe.write_text(source)
         # the rule above must be able to fail: each way of importing the loop is found
         assert imports_the_loop(probe, tmp_path), source
-    probe.write_text("from training.fitting import x\nfrom . import fit_helpers\n")
-    # ...and a module whose name merely starts with `fit` is not the loop
+    probe.write_text("from training.loop.fitting import x\nfrom . import fit_helpers\nfrom training.loop import step\n")
+    # ...and neither a module whose name merely starts with `fit` nor the loop package's one step is the loop
     assert not imports_the_loop(probe, tmp_path)
 
 

@@ -19,13 +19,13 @@ import yaml
 from rich.console import Console
 
 from training.config import TrainConfig
-from training.config_file import flatten, load_config
 from training.data.registry import check_data
-from training.errors import ConfigError
-from training.task_keys import check_task_name, unread_settings
+from training.schema.config_file import flatten, load_config
+from training.schema.errors import ConfigError
+from training.schema.task_keys import check_task_name, unread_settings
 
 if TYPE_CHECKING:
-    from training.fit import EpochReport
+    from training.loop.fit import EpochReport
 
 EXIT_OK, EXIT_USER = 0, 2
 SHOWN = ("train/loss", "val/loss", "val/accuracy", "val/macro_f1", "val/miss_rate", "val/overkill_rate", "val/mAP50")
@@ -118,7 +118,7 @@ def train(args: argparse.Namespace, console: Console) -> int:
     cfg = _prepare(args)
     import torch
 
-    from training.fit import fit
+    from training.loop.fit import fit
     from training.tracking import Tracker, default_tracking_uri
 
     out = args.out or Path("results/train") / f"{args.config.stem}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -152,7 +152,7 @@ def train(args: argparse.Namespace, console: Console) -> int:
 
 
 def evaluate(args: argparse.Namespace, console: Console) -> int:
-    from training.evaluate import DEVICES, plan, report, score  # per verb, as search/cli.py imports
+    from training.inference.evaluate import DEVICES, plan, report, score  # per verb, as search/cli.py imports
 
     if args.resamples is not None and args.resamples < 1:
         raise ConfigError("--resamples", f"expected a positive number of resamples, got {args.resamples}")
@@ -174,8 +174,8 @@ def evaluate(args: argparse.Namespace, console: Console) -> int:
 def predict(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
-    from training.evaluate import DEVICES
-    from training.predict import plan, predict as predict_images
+    from training.inference.evaluate import DEVICES
+    from training.inference.predict import plan, predict as predict_images
 
     if args.batch_size < 1:
         raise ConfigError("--batch-size", f"expected a positive number of images, got {args.batch_size}")
@@ -191,7 +191,7 @@ def predict(args: argparse.Namespace, console: Console) -> int:
 
 
 def export_model(args: argparse.Namespace, console: Console) -> int:
-    from training.deploy import export, plan_export
+    from training.inference.deploy import export, plan_export
 
     run, classes = plan_export(args.run, args.output)
     info = export(run, classes, args.output)

@@ -13,7 +13,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from training.figures import histogram_figure, is_histogram
+from training.metrics.figures import histogram_figure, is_histogram
 
 MAX_PARAM_LENGTH = 6000
 # MLflow 3 files an experiment as GenAI or model training by this experiment tag (the UI's experiment

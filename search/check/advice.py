@@ -16,8 +16,8 @@ from search.noise import MIN_GAP
 from search.spec import SearchPlan
 from training.config import TrainConfig
 from training.data import has_test
-from training.fit import EpochReport, fit
-from training.runtime import Runtime
+from training.loop.fit import EpochReport, fit
+from training.loop.runtime import Runtime
 
 SMALL_VAL = 200  # validation images below which one split's score is mostly seed and split noise
 SUGGESTED_FOLDS = 5

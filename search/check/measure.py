@@ -14,9 +14,9 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from training.config import TrainConfig
-from training.errors import ConfigError
-from training.fit import seed_everything
-from training.runtime import Runtime
+from training.loop.fit import seed_everything
+from training.loop.runtime import Runtime
+from training.schema.errors import ConfigError
 from training.tasks import Task, create_task
 
 WARMUP_LIMIT_S = 10.0  # a first call slower than this is not repeated: its (cold) time is reported

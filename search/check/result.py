@@ -17,11 +17,11 @@ from search.check.sample import sample_configs
 from search.resources import resolve_resources
 from search.space import apply_values
 from search.spec import SearchPlan, load_plan
-from training import device_augment
+from training.augment.device import describe as describe_augment, device_capable
 from training.config import TrainConfig
 from training.data import cache
-from training.errors import ConfigError
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
+from training.schema.errors import ConfigError
 from training.tasks import get_task
 
 
@@ -73,8 +73,8 @@ def check_space_file(path: Path, curve: bool = True) -> CheckResult:
 
 def data_placement(cfg: TrainConfig, plan: SearchPlan, runtime: Runtime, images: int) -> list[str]:
     """Where a trial keeps its decoded images (data.cache) and runs its augmentation (augment.device)."""
-    device_ok = get_task(cfg.task).device_batches_ok and device_augment.device_capable(cfg)
+    device_ok = get_task(cfg.task).device_batches_ok and device_capable(cfg)
     kept = cache.plan_cache(cfg.data, images, runtime.device, runtime.gpu_fraction, device_ok)
     searched = [key.removeprefix("augment.") for key in plan.space if key.startswith("augment.")]
-    where = device_augment.describe(cfg, searched, runtime.device, kept.mode == "device")
+    where = describe_augment(cfg, searched, runtime.device, kept.mode == "device")
     return [cache.describe(kept, cfg.data), where]

@@ -11,7 +11,7 @@ from rich.console import Console
 from search.report.inputs import Search
 from search.report.output import ReportDir, console_table, markdown_table
 from training.config import TrainConfig
-from training.config_file import flatten
+from training.schema.config_file import flatten
 
 
 def same_values(wanted: dict[str, Any], params: dict[str, Any]) -> bool:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from search.layout import SPACE_FILE, SUMMARY_FILE
-from search.space import Distribution, parse_space, searched_parts, split_point
 from search.roles import is_replica_run
+from search.space import Distribution, parse_space, searched_parts, split_point
 from search.summary import read_summary
-from training.config_file import read_yaml
-from training.errors import ConfigError
+from training.schema.config_file import read_yaml
+from training.schema.errors import ConfigError
 
 
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from search.report.inputs import Search
 from search.report.output import ReportDir, save_figure, write_csv
 from training.config import TrainConfig
-from training.fit import CHECKPOINT_FILE
-from training.runtime import Runtime
+from training.loop.fit import CHECKPOINT_FILE
+from training.loop.runtime import Runtime
 from training.tasks import ReportTable, get_task
 
 

@@ -19,7 +19,7 @@ from search.spec import StopSettings, load_plan
 from search.state import refuse_finished
 from search.stopping import LossRules
 from search.tuner import build_searcher, confirming
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from search.constraints import Constraint
 from search.export import export_best
 from search.pick import PickRule, parse_rule, pick_trial
 from training.config import TrainConfig
-from training.config_file import load_config
-from training.errors import ConfigError
+from training.schema.config_file import load_config
+from training.schema.errors import ConfigError
 
 OBJECTIVES = [{"metric": "val/miss_rate", "mode": "min"}, {"metric": "val/overkill_rate", "mode": "min"}]
 

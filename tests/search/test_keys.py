@@ -10,9 +10,9 @@ from search.cli import main
 from search.keys import KeyInfo, config_keys, print_keys, task_keys
 from search.space import check_dotted_key
 from training.config import AugmentConfig, TrainConfig
-from training.config_file import flatten
-from training.errors import ConfigError
-from training.task_keys import TASK_KEYS, reads
+from training.schema.config_file import flatten
+from training.schema.errors import ConfigError
+from training.schema.task_keys import TASK_KEYS, reads
 
 
 def by_key(task: str | None = None, pattern: str | None = None) -> dict[str, KeyInfo]:

@@ -134,7 +134,7 @@ def test_export_pick_chooses_from_the_front_and_keeps_the_threshold(search):
     # the trial's calibrated threshold (eval.target_miss_rate) is the deployment decision threshold
     # (from its last epoch, whatever the score rule: a retrain ends with that model)
     assert exported["eval"]["decision_threshold"] == trial["last_metrics"]["val/threshold_at_target_miss"]
-    from training.config_file import load_config
+    from training.schema.config_file import load_config
     from training.tasks import get_task
 
     # and `python -m training train` accepts the file (its config and task checks pass)

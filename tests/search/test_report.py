@@ -26,9 +26,9 @@ from search.space import set_dotted
 from search.summary import pick_best
 from training.config import TrainConfig
 from training.data import class_names
-from training.errors import ConfigError
-from training.fit import CHECKPOINT_FILE
-from training.runtime import Runtime
+from training.loop.fit import CHECKPOINT_FILE
+from training.loop.runtime import Runtime
+from training.schema.errors import ConfigError
 from training.tasks import create_task
 from training.tracking import Tracker
 

@@ -20,7 +20,7 @@ import yaml
 from ray.tune import ExperimentAnalysis
 
 from training.config import TrainConfig
-from training.fit import fit
+from training.loop.fit import fit
 
 # two configs that differ in what they train with; A runs twice in the search
 A = {"optim.lr": 3.0e-3, "augment.brightness": 0.3, "augment.hflip": 0.5}

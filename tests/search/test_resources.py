@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from search.resources import resolve_resources
-from training.errors import ConfigError
-from training.resources import TrialResources
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 
 def test_resolve_resources_without_a_gpu_falls_back_to_cpu_with_one_warning():

@@ -25,8 +25,8 @@ from rich.console import Console
 from search.journal import TrialJournal
 from search.runner import resume_search, trial_resources
 from search.spec import load_plan
-from training.errors import ConfigError
-from training.resources import TrialResources
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 SPACE = {
     "name": "kill",

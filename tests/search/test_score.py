@@ -51,7 +51,7 @@ def test_scored_metrics_of_no_epoch_is_empty(rule):
 
 def test_space_file_score_is_checked(minimal_space, write_space):
     from search.spec import load_plan
-    from training.errors import ConfigError
+    from training.schema.errors import ConfigError
 
     minimal_space["search"] = {"score": "median"}
     # an unknown rule is a user error naming search.score, caught when the file is loaded

@@ -22,7 +22,7 @@ from search.space import (
     parse_space,
 )
 from training.config import TrainConfig
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 ANCHOR_RATIOS = [[0.5, 1.0, 2.0], [0.2, 0.5, 1.0, 2.0]]
 

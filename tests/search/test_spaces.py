@@ -10,7 +10,7 @@ import torch
 
 from search.space import apply_values
 from search.spec import load_plan
-from training.fit import fit
+from training.loop.fit import fit
 
 SPACES = Path(__file__).resolve().parents[2] / "spaces"
 

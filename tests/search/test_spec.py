@@ -11,8 +11,8 @@ from pydantic import BaseModel
 from search.space import LogUniform
 from search.spec import SchedulerSettings, load_plan, read_plan
 from training.config import TrainConfig
-from training.errors import ConfigError
-from training.task_keys import DETECTOR_ONLY, TASK_KEYS
+from training.schema.errors import ConfigError
+from training.schema.task_keys import DETECTOR_ONLY, TASK_KEYS
 from training.tasks import TASKS
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from search.state import claim_out_dir, read_state, record_resources, stored_resources, write_atomic, write_state
-from training.errors import ConfigError
-from training.resources import TrialResources
+from training.schema.errors import ConfigError
+from training.schema.resources import TrialResources
 
 
 def test_write_atomic_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):

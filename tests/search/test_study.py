@@ -19,7 +19,7 @@ from optuna.storages.journal import JournalFileBackend
 from search.spec import SearchPlan, load_plan
 from search.study import TruthfulOptunaSearch, refuse_taken_study
 from search.tuner import build_searcher
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 State = optuna.trial.TrialState
 MAX_EPOCHS = 3  # MINIMAL_SPACE's scheduler.max_epochs

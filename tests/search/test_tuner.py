@@ -15,13 +15,13 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.trainable import wrap_function
 
 from search.check.sample import sample_configs
-from search.spec import load_plan
-from search.sampler import make_sampler, startup_trials
 from search.resources import resolve_resources
 from search.rungs import NoiseAwareHyperband
+from search.sampler import make_sampler, startup_trials
 from search.space import optuna_space
+from search.spec import load_plan
 from search.tuner import build_scheduler, build_searcher, cluster_gpus, ray_temp_dir, resourced_trainable
-from training.resources import TrialResources
+from training.schema.resources import TrialResources
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ from pydantic import BaseModel
 from search.sampler import SAMPLERS
 from search.score import DESCRIPTIONS, SCORES
 from search.spec import SearchSettings
+from training.augment.crop_pad import PAD_MODES
+from training.augment.tta import TTA_VIEWS
 from training.config import AugmentConfig, DataConfig, DetectionLossPart, EvalConfig, LossConfig, ModelConfig, OptimConfig
-from training.crop_pad import PAD_MODES
 from training.data.registry import DATA_KINDS
-from training.losses.detection import STAGE_LOSSES
 from training.detection.models import DETECTORS
+from training.loop.optim import OPTIMIZERS, SCHEDULES
 from training.losses.classification import LOSSES
+from training.losses.detection import STAGE_LOSSES
 from training.losses.multilabel import MULTILABEL_LOSSES
-from training.optim import OPTIMIZERS, SCHEDULES
-from training.tta import TTA_VIEWS
 
 
 def literal_choices(model: type[BaseModel], field: str) -> set[Any]:

@@ -20,7 +20,7 @@ import torch
 from training.config import DataConfig
 from training.data.dataset import read_image
 from training.data.samples import ImageSet, Splits
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
 
 CacheMode = Literal["none", "ram", "device"]
 # auto keeps the images on the device when they take at most this share of the trial's GPU memory

@@ -19,7 +19,7 @@ import numpy as np
 
 from training.config import GOOD_CLASS, DataConfig
 from training.data.samples import ImageSet
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 # exporters round boxes: an edge up to this many pixels past the image border is clipped, not refused
 EDGE_TOLERANCE = 1.0

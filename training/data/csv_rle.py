@@ -21,7 +21,7 @@ import numpy as np
 from training.config import DataConfig
 from training.data.imagefolder import IMAGE_SUFFIXES
 from training.data.samples import ImageSet
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 COLUMNS = ("ImageId", "ClassId", "EncodedPixels")
 

@@ -1,6 +1,6 @@
 """Torch datasets over an ImageSet: read (if a path), resize, augment; uint8 out.
 
-Normalization happens on the batch, on the device (see `training.augment.normalize_batch`): one
+Normalization happens on the batch, on the device (see `training.augment.knobs.normalize_batch`): one
 tensor op per batch instead of one per image, and 4x less to copy to a GPU.
 
 A training loader asks for `(index, seed)` keys (`training.data.loading.SeededSampler`): the

@@ -10,7 +10,7 @@ import numpy as np
 
 from training.config import DataConfig
 from training.data.samples import ImageSet
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 

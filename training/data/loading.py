@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from training.config import DataConfig
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
 
 
 def cpu_share(runtime: Runtime) -> int:

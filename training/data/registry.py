@@ -15,7 +15,7 @@ from training.config import DataConfig
 from training.data import coco, csv_rle, imagefolder, synthetic, synthetic_multilabel
 from training.data.samples import ImageSet, Splits
 from training.data.split import fold_split, split_off
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 
 @dataclass(frozen=True)

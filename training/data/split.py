@@ -2,7 +2,8 @@
 
 Single-label images (one class index each) are stratified class by class; multi-label images (an
 (n, classes) 0/1 array) by iterative stratification (`training.data.multilabel_split`).
-`_stratifiers` is the one place that tells the two apart.
+`_stratifiers` is the one place that tells the two apart. `class_sides` also draws which images keep
+their labels in semi-supervised detection (`training.detection.semi.split_labeled`, its own count rule).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ KWay = Callable[[np.ndarray, int, int], np.ndarray]
 
 def stratified_split(images: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """(train, val) of single-label images; every class with 2+ images lands on both sides."""
-    side = _class_sides(images.labels, val_fraction, seed)
+    side = class_sides(images.labels, val_fraction, seed)
     return images.subset(np.flatnonzero(side == 0)), images.subset(np.flatnonzero(side == 1))
 
 
@@ -49,7 +50,7 @@ def fold_indices(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 
 def _stratifiers(labels: np.ndarray) -> tuple[TwoWay, KWay]:
-    return (_iterative_two_way, _iterative_folds) if labels.ndim == 2 else (_class_sides, _dealt_folds)
+    return (_iterative_two_way, _iterative_folds) if labels.ndim == 2 else (class_sides, _dealt_folds)
 
 
 def _iterative_two_way(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -60,15 +61,22 @@ def _iterative_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return iterative_sides(labels, [1.0 / folds] * folds, seed)
 
 
-def _class_sides(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
-    """Each class's round(share * count) images on side 1 (at least 1 and all but 1 for 2+ images)."""
+def on_both_sides(count: int, share: float) -> int:
+    """round(share * count), at least 1 and all but 1 for 2+ images: the class lands on both sides."""
+    held = int(round(count * share))
+    return min(max(held, 1), count - 1) if count > 1 else 0
+
+
+def class_sides(
+    labels: np.ndarray, share: float, seed: int, held: Callable[[int, float], int] = on_both_sides
+) -> np.ndarray:
+    """Each class's `held(count, share)` images on side 1, drawn by one seeded permutation per class,
+    classes in label order."""
     rng = np.random.default_rng(seed)
     side = np.zeros(len(labels), np.int64)
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        n_held = int(round(len(members) * share))
-        n_held = min(max(n_held, 1), len(members) - 1) if len(members) > 1 else 0
-        side[members[:n_held]] = 1
+        side[members[: held(len(members), share)]] = 1
     return side
 
 

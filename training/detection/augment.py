@@ -1,5 +1,5 @@
 """Box-aware augmentation for detection: resize to the data's size, then the enabled box-aware knobs
-of `training.augment.KNOBS`, per image with albumentations (boxes in pascal_voc xyxy pixels move
+of `training.augment.knobs.KNOBS`, per image with albumentations (boxes in pascal_voc xyxy pixels move
 with the image) or batched on the device (`augment_batch`: boxes through each sample's matrix).
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 import albumentations as A
 import torch
 
-from training.augment import BOX_AWARE, augment_transforms, enabled_knobs
+from training.augment.boxes import move_boxes
+from training.augment.device import DeviceAugment
+from training.augment.knobs import BOX_AWARE, augment_transforms, enabled_knobs
 from training.config import AugmentConfig
-from training.device_augment import DeviceAugment, move_boxes
 
 # A box that keeps less than this share of its area after a geometric transform is dropped.
 MIN_VISIBILITY = 0.3

@@ -14,7 +14,7 @@ from training.config import DataConfig
 from training.data.dataset import Key, read_image, reseed, split_key, to_chw
 from training.data.loading import DeviceBatches, batch_order, make_loader
 from training.data.samples import ImageSet
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
 
 Target = dict[str, torch.Tensor]
 

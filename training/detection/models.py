@@ -25,13 +25,13 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign, box_iou
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from training.augment import MEAN, STD
+from training.augment.knobs import MEAN, STD
 from training.config import DetectionLossPart, LossConfig, ModelConfig
 from training.losses.detection import StageLoss
-from training.errors import ConfigError
 from training.losses.focal import sigmoid_focal_terms
-from training.init_from import initialise
-from training.models import check_model_name, check_pretrained
+from training.models.backbone import check_model_name, check_pretrained
+from training.models.init_from import initialise
+from training.schema.errors import ConfigError
 
 # Sized for small inspection images on modest hardware: 64 FPN channels and a 256-wide box head keep
 # a 64 px Faster R-CNN trainable on a CPU core; torchvision's 256/1024 are for 800 px COCO images.

@@ -3,8 +3,8 @@
 - `ema_update`: the teacher follows the student as an exponential moving average.
 - `split_labeled`: which training images keep their labels (stratified, seeded).
 - `UnlabeledDataset` + `MixedBatchSampler` + `collate_mixed`: batches of labeled images plus
-  unlabeled images seen twice, weakly (the teacher's view) and strongly (the student's view),
-  with the affine matrix from the weak view to the strong one.
+  unlabeled images seen twice, weakly (the teacher's view) and strongly (the student's view: both
+  defined in `training.augment.views`), with the affine matrix from the weak view to the strong one.
 - `map_boxes`, `filter_pseudo_boxes`: teacher boxes -> the student's view -> per-stage targets.
 - `teacher_pass`, `box_uncertainty`, `background_weigher`: what the Faster R-CNN teacher says beyond
   its boxes: how much jittered copies of a box move when it refines them (box regression learns from
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import albumentations as A
-import cv2
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -31,12 +30,13 @@ from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import clip_boxes_to_image
 
-from training.augment import AUGMENTS, PHOTOMETRIC  # the strong view's pixel-only knobs
-from training.config import AugmentConfig, PseudoThresholds
+from training.augment.boxes import transform_boxes
+from training.config import PseudoThresholds
 from training.data.dataset import read_image
 from training.data.samples import ImageSet
+from training.data.split import class_sides
 from training.detection.models import ignored_samples
-from training.metric_names import PSEUDO_STAGES, SCORE_STAGES
+from training.schema.metric_names import PSEUDO_STAGES, SCORE_STAGES
 
 # Teacher boxes scoring below this are not proposals at all (torchvision's own box_score_thresh):
 # the kept ratio is "kept / proposed above this floor".
@@ -63,15 +63,10 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 
 def split_labeled(images: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """(labeled, unlabeled): `fraction` of each image label keeps its boxes, at least one image per
-    label, so every class is seen labeled at least once. Deterministic from `seed`."""
-    rng = np.random.default_rng(seed)
-    labeled, unlabeled = [], []
-    for label in np.unique(images.labels):
-        members = rng.permutation(np.flatnonzero(images.labels == label))
-        n_labeled = max(1, int(round(len(members) * fraction)))
-        labeled.extend(members[:n_labeled])
-        unlabeled.extend(members[n_labeled:])
-    return images.subset(np.sort(labeled)), images.subset(np.sort(unlabeled))
+    label, so every class is seen labeled at least once (all of it, when that is all it has: unlike a
+    validation split, nothing needs the rest). Deterministic from `seed`."""
+    side = class_sides(images.labels, fraction, seed, held=lambda count, share: max(1, int(round(count * share))))
+    return images.subset(np.flatnonzero(side == 1)), images.subset(np.flatnonzero(side == 0))
 
 
 @dataclass
@@ -90,28 +85,6 @@ def affine_matrix(applied: list[tuple[str, dict[str, Any]]]) -> np.ndarray:
         if "bbox_matrix" in params:
             matrix = np.asarray(params["bbox_matrix"], np.float64) @ matrix
     return matrix
-
-
-def weak_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
-    """The teacher's view of an unlabeled image: the configured horizontal flip only."""
-    return A.Compose([A.HorizontalFlip(p=cfg.hflip)] if cfg.hflip > 0 else [], seed=seed)
-
-
-def strong_transform(cfg: AugmentConfig, seed: int | None = None) -> A.Compose:
-    """The student's view, applied on top of the weak one: the configured photometric magnitudes, then
-    one affine zoom/shift (augment.scale, augment.translate) whose matrix maps the teacher's boxes."""
-    transforms = [AUGMENTS[knob](getattr(cfg, knob), cfg) for knob in PHOTOMETRIC if getattr(cfg, knob) > 0]
-    if cfg.scale > 0 or cfg.translate > 0:
-        # a constant border: a reflected one would mirror defects that no pseudo box covers
-        transforms.append(
-            A.Affine(
-                scale=(1 - cfg.scale, 1 + cfg.scale),
-                translate_percent=(-cfg.translate, cfg.translate),
-                border_mode=cv2.BORDER_CONSTANT,
-                p=cfg.p,
-            )
-        )
-    return A.Compose(transforms, seed=seed, save_applied_params=True)
 
 
 class UnlabeledDataset(Dataset):
@@ -199,19 +172,6 @@ def collate_mixed(labeled_collate: Callable[[list[Any]], Any]) -> Callable[[list
 
 
 # ---------------------------------------------------------------- pseudo labels
-
-
-def transform_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> Tensor:
-    """Boxes through the affine `matrix` (the hull of their moved corners), clipped to the image
-    (height, width); one box out per box in."""
-    x0, y0, x1, y1 = boxes.unbind(-1)
-    corners = torch.stack([torch.stack([x, y], -1) for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))], 1)
-    matrix = matrix.to(boxes)
-    moved = corners @ matrix[:2, :2].T + matrix[:2, 2]
-    mapped = torch.cat([moved.amin(1), moved.amax(1)], -1)
-    mapped[:, 0::2] = mapped[:, 0::2].clamp(0, size[1])
-    mapped[:, 1::2] = mapped[:, 1::2].clamp(0, size[0])
-    return mapped
 
 
 def map_boxes(boxes: Tensor, matrix: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -409,7 +369,7 @@ class PseudoLearner:
     refines: bool  # has ROI heads: box jitter and background weights apply
 
 
-# stages and refinement as training.metric_names declares them, which names the metrics they report
+# stages and refinement as training.schema.metric_names declares them, which names the metrics they report
 PSEUDO_LOSSES: dict[str, PseudoLearner] = {
     "faster_rcnn": PseudoLearner(faster_rcnn_pseudo_losses, *PSEUDO_STAGES["faster_rcnn"]),
     "retinanet": PseudoLearner(single_stage_pseudo_losses, *PSEUDO_STAGES["retinanet"]),

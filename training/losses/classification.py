@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.config import LossConfig
-from training.errors import ConfigError
 from training.losses.focal import focal_modulation
+from training.schema.errors import ConfigError
 
 # builder(cfg, class_names, good_class, class_weights): class_weights is a per-class tensor or None
 LossBuilder = Callable[[LossConfig, list[str], str, torch.Tensor | None], nn.Module]
@@ -28,7 +28,7 @@ def register_loss(name: str) -> Callable[[LossBuilder], LossBuilder]:
 def create_loss(
     cfg: LossConfig, class_names: list[str], good_class: str, class_weights: torch.Tensor | None = None
 ) -> nn.Module:
-    """The loss named by `cfg.name`; `class_weights` (see training.imbalance) multiply each class's term."""
+    """The loss named by `cfg.name`; `class_weights` (see training.data.imbalance) multiply each class's term."""
     return LOSSES[cfg.name](cfg, class_names, good_class, class_weights)
 
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from training.metric_names import OVERKILL_METRIC, THRESHOLD_METRIC
+from training.schema.metric_names import OVERKILL_METRIC, THRESHOLD_METRIC
 
 
 def threshold_at_miss_rate(defect_scores: torch.Tensor, target_miss_rate: float) -> float:

@@ -45,7 +45,7 @@ def classification_metrics(
     logits: torch.Tensor, targets: torch.Tensor, class_names: list[str], good_class: str
 ) -> dict[str, float]:
     """Accuracy, macro F1, per-class F1, AUROC and, when a good class exists, miss/overkill rates: the
-    keys of `training.metric_names.classification_metric_names`."""
+    keys of `training.schema.metric_names.classification_metric_names`."""
     n = len(class_names)
     probs = logits.float().softmax(dim=1)
     metrics = {

@@ -59,7 +59,7 @@ def image_rates(preds: Detections, targets: Detections, score: float, iou: float
 def detection_metrics(
     preds: Detections, targets: Detections, class_names: list[str], score_threshold: float, iou_threshold: float
 ) -> dict[str, float]:
-    """Every key of `training.metric_names.detection_metric_names(class_names)`."""
+    """Every key of `training.schema.metric_names.detection_metric_names(class_names)`."""
     ap = average_precision(preds, targets, len(class_names))
     metrics = {"mAP50": ap["mAP50"], "mAP": ap["mAP"]}
     metrics.update({f"AP50/{name}": ap[f"AP50/{label}"] for label, name in enumerate(class_names, start=1)})

@@ -19,7 +19,7 @@ THRESHOLD = 0.5
 def multilabel_metrics(probs: torch.Tensor, targets: torch.Tensor, class_names: list[str]) -> dict[str, float]:
     """F1 (macro, micro, per class), AUROC (macro over scorable classes, per class), tuned thresholds
     with the macro F1 at them, and the image-level miss and overkill rates; probs and targets (n, classes).
-    Its keys: `training.metric_names.multilabel_metric_names`."""
+    Its keys: `training.schema.metric_names.multilabel_metric_names`."""
     n, targets = len(class_names), targets.int()
     f1 = multilabel_f1_score(probs, targets, n, threshold=THRESHOLD, average=None)
     auroc = per_class_auroc(probs, targets)

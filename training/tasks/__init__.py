@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Callable
 
 from training.config import TrainConfig
-from training.config_file import suggestion
-from training.errors import ConfigError
-from training.metric_names import METRIC_NAMES
-from training.runtime import Runtime
-from training.task_keys import TASK_KEYS
+from training.loop.runtime import Runtime
+from training.schema.config_file import suggestion
+from training.schema.errors import ConfigError
+from training.schema.metric_names import METRIC_NAMES
+from training.schema.task_keys import TASK_KEYS
 from training.tasks.base import ExportedSetting, ReportTable, Task
 
 TASKS: dict[str, type[Task]] = {}
@@ -18,9 +18,9 @@ TASKS: dict[str, type[Task]] = {}
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     # a programming error: the task's keys and metrics must be declared where torch is not needed
     if name not in TASK_KEYS:
-        raise KeyError(f"task '{name}' declares no config keys in training.task_keys.TASK_KEYS")
+        raise KeyError(f"task '{name}' declares no config keys in training.schema.task_keys.TASK_KEYS")
     if name not in METRIC_NAMES:
-        raise KeyError(f"task '{name}' declares no metric names in training.metric_names.METRIC_NAMES")
+        raise KeyError(f"task '{name}' declares no metric names in training.schema.metric_names.METRIC_NAMES")
 
     def add(cls: type[Task]) -> type[Task]:
         cls.name = name

@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader
 
 from training.config import TrainConfig
 from training.data.samples import ImageSet
-from training.errors import ConfigError
-from training.metric_names import ExportedSetting, exported_settings, metric_names
+from training.loop.optim import create_optimizer
+from training.loop.runtime import Runtime
+from training.loop.step import training_step
 from training.metrics.bootstrap import RESAMPLES
-from training.models import all_trainable
-from training.optim import create_optimizer
-from training.runtime import Runtime
-from training.step import training_step
+from training.models.backbone import all_trainable
+from training.schema.errors import ConfigError
+from training.schema.metric_names import ExportedSetting, exported_settings, metric_names
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,7 +87,7 @@ class Task(ABC):
     @classmethod
     def metric_names(cls, cfg: TrainConfig) -> list[str]:
         """Every metric key this task reports per epoch (`train/...`, `val/...`), as declared in
-        `training.metric_names`, where a search reads them before torch loads."""
+        `training.schema.metric_names`, where a search reads them before torch loads."""
         return metric_names(cls.name, cfg)
 
     @classmethod
@@ -103,12 +103,12 @@ class Task(ABC):
     @classmethod
     def exported_settings(cls, metrics: dict[str, float]) -> list[ExportedSetting]:
         """Config values that a trial's (last) metrics decide, set in its exported config, as declared
-        in `training.metric_names` (e.g. the calibrated threshold of classification)."""
+        in `training.schema.metric_names` (e.g. the calibrated threshold of classification)."""
         return exported_settings(cls.name, metrics)
 
     @classmethod
     def report_tables(cls, cfg: TrainConfig, runtime: Runtime, checkpoint: Path, label: str) -> list[ReportTable]:
-        """Tables about the model of `cfg` saved in `checkpoint` (a `training.fit` state file), for the
+        """Tables about the model of `cfg` saved in `checkpoint` (a `training.loop.fit` state file), for the
         search report; `label` names the model in titles. None by default: a class method, so that a
         task without tables costs no data load."""
         return []
@@ -135,7 +135,7 @@ class Task(ABC):
 
     def infer(self, images: torch.Tensor) -> Any:
         """The model's predictions on an NCHW RGB batch of 0-255 values at the data's image size, as
-        validation computes them; traceable, so that `training.deploy` exports exactly this."""
+        validation computes them; traceable, so that `training.inference.deploy` exports exactly this."""
         raise NotImplementedError(f"task '{self.name}' has no inference on images")
 
     def predict(self, images: list[np.ndarray]) -> Any:

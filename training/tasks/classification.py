@@ -11,21 +11,21 @@ import torch
 from torch.utils.data import Sampler
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
+from training.augment.mix import mix_batch, mix_enabled
+from training.augment.tta import tta_logits
 from training.config import EvalConfig, TrainConfig
 from training.data import class_names, is_multilabel
 from training.data.dataset import ClassificationDataset
-from training.errors import ConfigError
-from training.figures import confusion_figure
-from training.imbalance import balanced_sampler, class_weights
+from training.data.imbalance import balanced_sampler, class_weights
+from training.loop.runtime import Runtime, epoch_seed_of
 from training.losses.classification import create_loss, defect_alpha
 from training.metrics.calibration import calibration_metrics
 from training.metrics.classification import classification_metrics, inspection_rates
-from training.mix import mix_batch, mix_enabled
-from training.runtime import Runtime, epoch_seed_of
+from training.metrics.figures import confusion_figure
+from training.schema.errors import ConfigError
 from training.tasks import register_task
 from training.tasks.base import ReportTable
 from training.tasks.image import ImageOutputs, ImageTask
-from training.tta import tta_logits
 
 
 def validation_metrics(

@@ -13,7 +13,8 @@ from rich.console import RenderableType
 from torch import nn
 from torch.utils.data import DataLoader
 
-from training.augment import BOX_AWARE
+from training.augment.device import DeviceAugment, check_placement, device_capable, on_device
+from training.augment.knobs import BOX_AWARE
 from training.config import TrainConfig
 from training.data import check_data, class_names, load_splits
 from training.data.box_report import box_report
@@ -31,10 +32,9 @@ from training.detection import (
 )
 from training.detection.augment import augment_batch, not_box_aware
 from training.detection.dataset import detection_loader
-from training.device_augment import DeviceAugment, check_placement, device_capable, on_device
-from training.errors import ConfigError
+from training.loop.runtime import Runtime, epoch_seed_of
 from training.metrics.detection import Detections
-from training.runtime import Runtime, epoch_seed_of
+from training.schema.errors import ConfigError
 from training.tasks import register_task
 from training.tasks.base import ModelOutputs, Task, load_weights
 

@@ -15,17 +15,17 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from training.augment import normalize_batch, train_transform
+from training.augment.device import DeviceAugment, check_placement, device_capable, on_device
+from training.augment.knobs import normalize_batch, train_transform
 from training.config import AugmentConfig, DataConfig, TrainConfig
 from training.data import check_data, class_names, load_splits
 from training.data.cache import device_tensors, prepared_splits
 from training.data.dataset import read_image, to_chw
 from training.data.loading import DeviceBatches, batch_order, make_loader
 from training.data.samples import ImageSet
-from training.device_augment import DeviceAugment, check_placement, device_capable, on_device
-from training.models import check_freeze_stages, check_model_name, check_pretrained, create_model, set_frozen_stages
-from training.phases import check_phases, phase_at
-from training.runtime import Runtime, epoch_seed_of
+from training.loop.phases import check_phases, phase_at
+from training.loop.runtime import Runtime, epoch_seed_of
+from training.models.backbone import check_freeze_stages, check_model_name, check_pretrained, create_model, set_frozen_stages
 from training.tasks.base import ModelOutputs, Task, load_weights
 
 

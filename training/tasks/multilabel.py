@@ -13,10 +13,10 @@ from training.config import TrainConfig
 from training.data import is_multilabel
 from training.data.dataset import MultiLabelDataset
 from training.data.registry import DATA_KINDS
-from training.errors import ConfigError
+from training.loop.runtime import Runtime
 from training.losses.multilabel import create_multilabel_loss
 from training.metrics.multilabel import multilabel_metrics
-from training.runtime import Runtime
+from training.schema.errors import ConfigError
 from training.tasks import register_task
 from training.tasks.image import ImageOutputs, ImageTask
 

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from training.config import TrainConfig
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
 from training.tasks import register_task
 from training.tasks.base import Task
 

@@ -39,10 +39,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from training.augment.views import DeviceViews, strong_transform, weak_transform
 from training.config import AugmentConfig, TrainConfig
-from training.detection import DetectionDataset, collate
 from training.data.loading import loader_options
-from training.metrics.detection import average_precision, box_precision_recall
+from training.detection import DetectionDataset, collate
 from training.detection.semi import (
     PSEUDO_LOSSES,
     SCORE_FLOOR,
@@ -61,13 +61,11 @@ from training.detection.semi import (
     filter_pseudo_boxes,
     map_boxes,
     split_labeled,
-    strong_transform,
-    weak_transform,
 )
-from training.device_augment import DeviceViews
-from training.errors import ConfigError
-from training.metric_names import score_stages
-from training.runtime import Runtime, epoch_seed_of
+from training.loop.runtime import Runtime, epoch_seed_of
+from training.metrics.detection import average_precision, box_precision_recall
+from training.schema.errors import ConfigError
+from training.schema.metric_names import score_stages
 from training.tasks import register_task
 from training.tasks.detection import DetectionTask
 

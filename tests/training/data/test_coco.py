@@ -11,7 +11,7 @@ import pytest
 
 from training.config import DataConfig
 from training.data import check_data, class_names, load_splits
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 SIZE = 40
 

@@ -13,10 +13,10 @@ import torch
 from training.config import DataConfig, TrainConfig
 from training.data import check_data, class_names, load_splits
 from training.data.csv_rle import load_images, rle_decode, rle_encode
-from training.errors import ConfigError
-from training.optim import create_optimizer
-from training.runtime import Runtime
-from training.step import training_step
+from training.loop.optim import create_optimizer
+from training.loop.runtime import Runtime
+from training.loop.step import training_step
+from training.schema.errors import ConfigError
 from training.tasks import create_task, get_task
 
 # 3 x 4 mask; column-major 1-indexed pixels 3, 4, 5 (a run of 3 from 3) and 11, 12 (a run of 2 from 11)

@@ -8,7 +8,7 @@ import torch
 
 from training.config import DataConfig, TrainConfig
 from training.data.loading import loader_options
-from training.runtime import Runtime
+from training.loop.runtime import Runtime
 from training.tasks import create_task
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")

@@ -17,7 +17,7 @@ import pytest
 
 from training.config import DataConfig
 from training.data import ImageSet, check_data, class_names, has_test, load_splits, load_test
-from training.errors import ConfigError
+from training.schema.errors import ConfigError
 
 # images per class: a common, a middling, a rare class and one of two images
 COUNTS = {"good": 12, "scratch": 8, "chip": 4, "dent": 2}

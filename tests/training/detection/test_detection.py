@@ -21,8 +21,8 @@ from training.detection import (
     detection_transform,
 )
 from training.detection.models import ignored_samples
-from training.errors import ConfigError
-from training.fit import fit
+from training.loop.fit import fit
+from training.schema.errors import ConfigError
 from training.tasks import get_task
 
 CLASSES = ["good", "scratch", "rust"]

@@ -15,9 +15,10 @@ from torch import nn
 from torchvision.models.detection._utils import BoxCoder
 
 from training.config import LossConfig, ModelConfig, PseudoThresholds, SyntheticData, TrainConfig
-from training.detection import create_detector
 from training.data import synthetic
 from training.data.samples import ImageSet
+from training.data.split import stratified_split
+from training.detection import create_detector
 from training.detection.semi import (
     MixedBatchSampler,
     PseudoStats,
@@ -33,9 +34,9 @@ from training.detection.semi import (
     regression_uncertainty,
     split_labeled,
 )
-from training.errors import ConfigError
-from training.fit import fit
-from training.runtime import Runtime
+from training.loop.fit import fit
+from training.loop.runtime import Runtime
+from training.schema.errors import ConfigError
 from training.tasks import create_task, get_task
 
 
@@ -225,6 +226,35 @@ def test_split_labeled_keeps_one_labeled_image_of_a_rare_label():
     labeled, _ = split_labeled(images, 0.05, seed=0)
     # every label (even one whose share rounds to zero) keeps a labeled image
     assert set(labeled.labels.tolist()) == set(images.labels.tolist())
+
+
+def _images_of(split: ImageSet, label: int) -> list[str]:
+    return [image for image, its in zip(split.images, split.labels) if its == label]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_split_labeled_draws_as_the_validation_split_but_labels_every_class(seed):
+    labels = np.random.default_rng(seed).permutation([0] * 30 + [1] * 9 + [2] * 1 + [3] * 4)
+    images = ImageSet([f"{i}.png" for i in range(len(labels))], labels)
+    labeled, unlabeled = split_labeled(images, 0.25, seed)
+    # every image on exactly one side
+    assert sorted(labeled.images + unlabeled.images) == sorted(images.images)
+    assert not set(labeled.images) & set(unlabeled.images)
+    # stratified: each label keeps round(fraction * its count) labeled, at least one (the lone image of label 2)
+    assert [int((labeled.labels == label).sum()) for label in range(4)] == [8, 2, 1, 1]
+    # the same seed, the same split
+    assert split_labeled(images, 0.25, seed)[0].images == labeled.images
+    # one stratification for the package: a label the validation split also divides gets its images
+    _, val = stratified_split(images, 0.25, seed)
+    for label in (0, 1, 3):
+        assert _images_of(labeled, label) == _images_of(val, label), label
+
+
+def test_split_labeled_labels_everything_at_fraction_1():
+    images = ImageSet([f"{i}.png" for i in range(6)], np.array([0, 0, 0, 1, 1, 2]))
+    labeled, unlabeled = split_labeled(images, 1.0, seed=0)
+    # no unlabeled image is left (the task then refuses the fraction), where a validation split keeps one back
+    assert labeled.images == images.images and len(unlabeled) == 0
 
 
 def test_mixed_batch_sampler_adds_unlabeled_images_at_the_ratio():

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from training.metrics.calibration import OVERKILL_METRIC, THRESHOLD_METRIC, calibration_metrics, threshold_at_miss_rate
 from training.config import TrainConfig
-from training.errors import ConfigError
+from training.metrics.calibration import OVERKILL_METRIC, THRESHOLD_METRIC, calibration_metrics, threshold_at_miss_rate
+from training.schema.errors import ConfigError
 from training.tasks import get_task
 
 GOOD = 0  # class index of "good" in the hand-made sets below
@@ -97,7 +97,7 @@ def test_classification_target_miss_rate_needs_a_good_class():
 
 
 def test_classification_evaluate_reports_the_calibrated_threshold():
-    from training.fit import fit
+    from training.loop.fit import fit
 
     cfg = TrainConfig.model_validate(
         {

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.metric_names import classification_metric_names
 from training.metrics.classification import classification_metrics, inspection_rates
+from training.schema.metric_names import classification_metric_names
 
 # rows = truth, columns = prediction; good at index 0
 CONFUSION = torch.tensor(

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from training.config import LossConfig, TrainConfig
-from training.config_file import validate_model
 from training.data import load_splits
 from training.data.synthetic_multilabel import generate
-from training.errors import ConfigError
-from training.fit import fit
+from training.loop.fit import fit
 from training.losses.classification import create_loss
 from training.losses.multilabel import SigmoidFocalLoss, create_multilabel_loss, dynamic_alpha
 from training.metrics.multilabel import best_f1_threshold, inspection_rates, multilabel_metrics
+from training.schema.config_file import validate_model
+from training.schema.errors import ConfigError
 from training.tasks import get_task
 
 CLASSES = ["scratch", "rust"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from training.config import TrainConfig
-from training.fit import fit
+from training.loop.fit import fit
 from training.tasks import get_task
 
 

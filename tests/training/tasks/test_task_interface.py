@@ -10,8 +10,8 @@ import torch
 from rich.table import Table
 
 from training.config import TrainConfig
+from training.loop.runtime import Runtime
 from training.metrics.calibration import THRESHOLD_METRIC
-from training.runtime import Runtime
 from training.tasks import TASKS, Task, create_task, get_task
 
 pytestmark = pytest.mark.usefixtures("one_cpu_thread")
