@@ -295,3 +295,37 @@ def test_generate_detection_set_is_fast():
     _fresh(SyntheticData(count=300, max_defects=4, mixed_defects=0.4, along_x=0.9), 128)
     # a few hundred detection images generate well within a test's budget (about 0.3 s on one core)
     assert time.process_time() - began < 3.0
+
+
+def _length_spread(data, label: int) -> float:
+    """Relative spread (std / mean) of the longest box side of class `label`."""
+    longest = _box_sides(data, label).max(axis=1)
+    return float(longest.std() / longest.mean())
+
+
+def test_variety_spreads_each_class_over_more_looks():
+    plain = generate(SyntheticData(count=400, difficulty=0.35), 64)
+    varied = generate(SyntheticData(count=400, difficulty=0.35, variety=1.0), 64)
+    for name in ("scratch", "rust", "chip", "crack"):
+        label = SyntheticData().classes.index(name)
+        # one class's defects come in many more sizes (x0.5-1.6 at variety 1): more looks than a few labels show
+        assert _length_spread(varied, label) > 1.5 * _length_spread(plain, label), name
+
+
+def test_variety_keeps_the_generator_deterministic_and_leaves_labels_alone():
+    cfg = SyntheticData(count=120, variety=0.7, seed=3)
+    first, second = _fresh(cfg), _fresh(cfg)
+    assert all(np.array_equal(a, b) for a, b in zip(first.images, second.images))
+    # variety changes how defects look, not which images carry which classes
+    assert np.array_equal(first.labels, _fresh(SyntheticData(count=120, seed=3)).labels)
+
+
+def test_a_preset_fills_the_keys_left_out_and_a_written_key_wins():
+    hungry = SyntheticData.model_validate({"preset": "label_hungry"})
+    assert (hungry.count, hungry.variety, hungry.difficulty) == (1000, 1.0, 0.35)
+    own = SyntheticData.model_validate({"preset": "label_hungry", "count": 300, "seed": 4})
+    assert (own.count, own.seed, own.variety) == (300, 4, 1.0)
+    # the default preset is the defaults: existing configs keep their images
+    assert SyntheticData.model_validate({"preset": "default"}) == SyntheticData()
+    with pytest.raises(ValueError, match="label_hungry"):
+        SyntheticData.model_validate({"preset": "hungry"})
