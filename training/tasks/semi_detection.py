@@ -33,6 +33,7 @@ the student.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -68,6 +69,26 @@ from training.schema.errors import ConfigError
 from training.schema.metric_names import score_stages
 from training.tasks import register_task
 from training.tasks.detection import DetectionTask
+
+log = logging.getLogger(__name__)
+
+# The teacher's box precision above `cls` when burn-in ends below which pseudo labels were measured to
+# cost accuracy or gain nothing (benchmarks/README.md, semi_gain): 0.43-0.50 cost 0.08-0.11 mAP50 where
+# labels were the bottleneck, 0.47-0.67 left it level at 10 % labeled; no gain was measured below it.
+TRUSTED_PRECISION = 0.9
+
+
+def unsure_teacher_note(metrics: dict[str, float], cls_threshold: float) -> str | None:
+    """A warning when the teacher's boxes above `cls` are too often wrong to be taught as defects, else None."""
+    precision, recall = metrics["val/pseudo_precision_cls"], metrics["val/pseudo_recall_cls"]
+    if precision >= TRUSTED_PRECISION:
+        return None
+    return (
+        f"semi: burn-in ends with the teacher's boxes above thresholds.cls {cls_threshold:g} at precision "
+        f"{precision:.0%}, recall {recall:.0%} on the validation images; below {TRUSTED_PRECISION:.0%} precision "
+        "pseudo labels cost up to 0.11 mAP50 or gained nothing in benchmarks/README.md (semi_gain): compare "
+        "with semi.unsup_weight 0, or train longer before pseudo-labeling (semi.burn_in_epochs)"
+    )
 
 
 @register_task("semi_supervised_detection")
@@ -238,6 +259,10 @@ class SemiDetectionTask(DetectionTask):
             score = getattr(self.cfg.semi.thresholds, stage)
             precision, recall = box_precision_recall(teacher, targets, score, self.cfg.eval.iou_threshold)
             metrics[f"val/pseudo_precision_{stage}"], metrics[f"val/pseudo_recall_{stage}"] = precision, recall
+        if self.epoch == self.cfg.semi.burn_in_epochs and self.cfg.semi.unsup_weight > 0:
+            note = unsure_teacher_note(metrics, self.cfg.semi.thresholds.cls)
+            if note:
+                log.warning(note)
         supervised, unsupervised, batches = self.loss_sums.tolist()
         metrics["train/sup_loss"] = supervised / max(batches, 1)
         metrics["train/unsup_loss"] = unsupervised / max(batches, 1)

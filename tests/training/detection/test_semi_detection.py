@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -38,6 +39,7 @@ from training.loop.fit import fit
 from training.loop.runtime import Runtime
 from training.schema.errors import ConfigError
 from training.tasks import create_task, get_task
+from training.tasks.semi_detection import TRUSTED_PRECISION, unsure_teacher_note
 
 
 def test_ema_update_moves_parameters_by_the_formula_and_copies_buffers():
@@ -339,11 +341,15 @@ def tiny_config(**semi) -> TrainConfig:
     )
 
 
-def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio():
+def test_fit_two_epochs_with_burn_in_reports_finite_metrics_and_the_kept_ratio(caplog):
     cfg = tiny_config(burn_in_epochs=1)
     reports = []
-    fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
+    with caplog.at_level(logging.WARNING, logger="training.tasks.semi_detection"):
+        fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
     burn_in, semi = reports
+    # a teacher two epochs old is unsure: the user is told once, when burn-in ends, with its figures
+    notes = [r.getMessage() for r in caplog.records if r.name == "training.tasks.semi_detection"]
+    assert len(notes) == 1 and f"recall {burn_in.metrics['val/pseudo_recall_cls']:.0%}" in notes[0]
     names = get_task(cfg.task).metric_names(cfg)
     # every reported key is announced by metric_names, and every value is finite
     for report in reports:
@@ -405,13 +411,23 @@ def test_check_rejects_a_config_that_cannot_pseudo_label(key, semi):
     assert error.value.key == key
 
 
-def test_zero_unsupervised_weight_trains_on_the_labeled_part_only():
-    cfg = tiny_config(burn_in_epochs=0, unsup_weight=0.0)
+def test_zero_unsupervised_weight_trains_on_the_labeled_part_only(caplog):
+    cfg = tiny_config(burn_in_epochs=1, unsup_weight=0.0)
     reports = []
-    fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
+    with caplog.at_level(logging.WARNING, logger="training.tasks.semi_detection"):
+        fit(cfg, Runtime.from_config(cfg.train, cpu_threads=1), on_epoch=reports.append)
     (report,) = reports[-1:]
     # the teacher never pseudo-labels: no unsupervised loss, no kept ratios (the supervised baseline)
     assert report.metrics["train/unsup_loss"] == 0.0 and "train/pseudo_kept_ratio" not in report.metrics
+    # and nobody is warned about pseudo labels that are never used
+    assert not [r for r in caplog.records if r.name == "training.tasks.semi_detection"]
+
+
+def test_an_unsure_teacher_is_named_with_its_figures_and_a_sure_one_is_not():
+    sure = {"val/pseudo_precision_cls": TRUSTED_PRECISION, "val/pseudo_recall_cls": 0.3}
+    assert unsure_teacher_note(sure, 0.9) is None
+    note = unsure_teacher_note({"val/pseudo_precision_cls": 0.43, "val/pseudo_recall_cls": 0.11}, 0.9)
+    assert "thresholds.cls 0.9 at precision 43%, recall 11%" in note and "semi.unsup_weight 0" in note
 
 
 def test_check_refuses_a_single_jittered_copy():
