@@ -22,10 +22,9 @@ Design:
 from __future__ import annotations
 
 import colorsys
-import dataclasses
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Callable, NamedTuple
 
@@ -200,7 +199,7 @@ def _varied(look: _Look, rng: np.random.Generator) -> _Look:
     if look.variety == 0:
         return look
     v = look.variety
-    return dataclasses.replace(
+    return replace(
         look,
         scale=look.scale * 2 ** (v * _uniform(rng, -1.0, 0.7)),
         strength=look.strength * _uniform(rng, 1 - 0.6 * v, 1 + 0.3 * v),
