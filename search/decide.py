@@ -59,6 +59,8 @@ def group_stats(trials: list[Trial], group: str, reference: str | None, metric: 
         "mean": mean(scores),
         "sd": spread(scores),
         "n": sum(is_finite(s) for s in scores),
+        # a config whose fresh seeds break a constraint is no candidate (the reference is kept regardless)
+        "feasible": all(t.get("feasible", True) for t in runs),
     }
 
 
@@ -87,20 +89,23 @@ def decide(summary: dict[str, Any], confirm: ConfirmSettings) -> tuple[dict[str,
     if not confirmed or confirm.top == 0:
         return None, noise, today
     outcome = compare(groups, noise["sd"], mode, confirm.z)
-    chosen = next(t for t in trials if t["trial_id"] == outcome["chosen"])
+    chosen = next((t for t in trials if t["trial_id"] == outcome["chosen"]), today)
     return {"groups": groups, **outcome, "today": today["trial_id"] if today else None}, noise, chosen
 
 
 def compare(groups: list[dict[str, Any]], noise: float, mode: str, z: float) -> dict[str, Any]:
-    """The candidate (best mean among the confirmed configs) against the reference, and the pick."""
+    """The candidate (best mean among the confirmed configs whose fresh seeds meet the constraints)
+    against the reference, and the pick."""
     sign = 1.0 if mode == "max" else -1.0
     reference = next((g for g in groups if g["reference"]), None)
     others = [g for g in groups if not g["reference"] and g["n"] > 0]
-    candidate = max(others, key=lambda g: sign * g["mean"], default=None)
+    infeasible = [g["group"] for g in others if not g.get("feasible", True)]
+    candidate = max((g for g in others if g["group"] not in infeasible), key=lambda g: sign * g["mean"], default=None)
+    found = {"candidate": candidate and candidate["group"], "edge": math.nan, "threshold": math.nan, "infeasible": infeasible}
     if candidate is None:
-        return {"candidate": None, "chosen": reference["group"], "outcome": "no_candidate", "edge": math.nan, "threshold": math.nan}
+        return found | {"chosen": reference and reference["group"], "outcome": "no_candidate"}
     if reference is None or reference["n"] == 0:
-        return {"candidate": candidate["group"], "chosen": candidate["group"], "outcome": "no_reference", "edge": math.nan, "threshold": math.nan}
+        return found | {"chosen": candidate["group"], "outcome": "no_reference"}
     edge = sign * (candidate["mean"] - reference["mean"])
     threshold = z * noise * math.sqrt(1 / candidate["n"] + 1 / reference["n"]) if is_finite(noise) else math.nan
     if edge <= 0:
@@ -111,11 +116,17 @@ def compare(groups: list[dict[str, Any]], noise: float, mode: str, z: float) -> 
         outcome, chosen = "wins", candidate
     else:
         outcome, chosen = "inside_noise", reference
-    return {"candidate": candidate["group"], "chosen": chosen["group"], "outcome": outcome, "edge": edge, "threshold": threshold}
+    return found | {"chosen": chosen["group"], "outcome": outcome, "edge": edge, "threshold": threshold}
 
 
 def confirmation_line(confirmation: dict[str, Any], metric: str, label) -> str:
     """One line saying what confirmation found and what is exported (`label(group)` names a group)."""
+    left_out = confirmation.get("infeasible") or []
+    note = f" ({', '.join(map(label, left_out))} left out: fresh seeds broke a constraint)" if left_out else ""
+    return _outcome_line(confirmation, metric, label) + note
+
+
+def _outcome_line(confirmation: dict[str, Any], metric: str, label) -> str:
     outcome, candidate, chosen = confirmation["outcome"], confirmation["candidate"], confirmation["chosen"]
     if outcome == "no_candidate":
         return f"no top config finished its confirmation runs: {label(chosen)} is exported"

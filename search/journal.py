@@ -1,7 +1,7 @@
 """An append-only record of a search's trials that outlives the driver process.
 
-One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, why a rule or a rung
-stopped it, how it ended; the time budget's deadline; and once, that the searcher handed out its last
+One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, the value a trial
+reached a rung with and why a rule or a rung stopped it, how it ended; the time budget's deadline; and once, that the searcher handed out its last
 trial (`finished`). A
 resumed search replays it, so it continues the same MLflow runs instead of duplicating them, and the
 final summary still has every epoch from before the interruption.
@@ -31,6 +31,9 @@ class TrialJournal:
         self.ended: dict[str, str] = {}
         self.groups: dict[str, str] = {}  # trial -> trial id of its config's first run (replicas share it)
         self.reference: str | None = None  # the group whose seeds measure the noise
+        # bracket -> milestone -> trial -> its signed value there: the scheduler's rungs (Tune does not
+        # keep a scheduler's state across a resume, search/rungs.py reads them back)
+        self.rungs: dict[int, dict[int, dict[str, float]]] = {}
         self.finished = False  # the searcher has handed out every trial it will
         self.deadline: float | None = None  # time.time() after which no trial starts (search.time_budget)
         self._offset = 0
@@ -71,6 +74,8 @@ class TrialJournal:
             self.stop_reasons[trial] = event["stop"]
         if "cut" in event:
             self.cut_reasons[trial] = event["cut"]
+        if "rung" in event:
+            self.rungs.setdefault(event["bracket"], {}).setdefault(event["rung"], {})[trial] = event["value"]
         if "kept" in event:
             self.kept_reasons.setdefault(trial, []).append(event["kept"])
         if "end" in event:

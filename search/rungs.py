@@ -19,7 +19,8 @@ trial reaching a milestone is compared with the trials recorded there before it,
 Without a reference config yet (no baseline, and no trial has run its full budget), the rungs cut as
 plain ASHA. Replicas (noise and confirmation seeds) and the reference baseline run their full budget.
 Each stop is journaled with its reason ("below the rung-4 cut 0.41 by 0.12, noise 0.03"), and so is
-each decision a rule waived. A trial's bracket is drawn from a generator seeded by the search
+each decision a rule waived and each value recorded at a rung: a resumed search cuts against the
+rungs as they were (Tune rebuilds the scheduler from its constructor on resume). A trial's bracket is drawn from a generator seeded by the search
 seed and the trial's creation index, so a search repeats, resumed or not, without NumPy's global state.
 """
 
@@ -86,7 +87,8 @@ class NoiseAwareHyperband(FIFOScheduler):
 
     @property
     def journal(self) -> TrialJournal | None:
-        """The trial journal, read once: after a resume it gives back the reference's earlier epochs."""
+        """The trial journal, read once: after a resume it gives back the reference's earlier epochs and
+        the values recorded at each rung (the cuts compare with them)."""
         if self._journal is None and self.journal_path is not None:
             self._journal = TrialJournal(self.journal_path)
             for trial_id, history in self._journal.history.items():
@@ -95,6 +97,10 @@ class NoiseAwareHyperband(FIFOScheduler):
                     if is_finite(epoch.get(self.watched)):
                         self.values.setdefault(trial_id, {})[epoch["epoch"]] = float(epoch[self.watched])
             self.reference = self.reference or self._journal.reference
+            for bracket, rungs in self._journal.rungs.items():
+                for milestone, recorded in rungs.items():
+                    if bracket < len(self.rungs) and milestone in self.rungs[bracket]:
+                        self.rungs[bracket][milestone].update(recorded)
         return self._journal
 
     @property
@@ -178,6 +184,7 @@ class NoiseAwareHyperband(FIFOScheduler):
     # ----------------------------------------------------------------- the rungs
 
     def _rung(self, trial_id: str, epoch: int, value: float, decide: bool) -> str:
+        _ = self.journal  # a resumed search's rungs are read back before the first cut
         bracket = self.bracket_of.get(trial_id)
         if bracket is None:
             return TrialScheduler.CONTINUE
@@ -187,6 +194,7 @@ class NoiseAwareHyperband(FIFOScheduler):
                 continue
             cut = float(np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)) if recorded else math.nan
             recorded[trial_id] = self.sign * value
+            self._record({"trial": trial_id, "bracket": bracket, "rung": milestone, "value": self.sign * value})
             shortfall = cut - self.sign * value
             if decide and is_finite(cut) and shortfall > 0:
                 return self._decide(trial_id, milestone, cut, shortfall, self.sign * value)

@@ -10,6 +10,10 @@ the best trial) and the reference config (the baseline) are compared:
 - **on validation** otherwise: the difference of the groups' mean scores with a bootstrap interval
   over their seeds, labelled optimistic (the same images chose the configs).
 
+The search metric's interval also holds the seed noise the search measured (`with_seed_noise`): a
+bootstrap over 2-3 models a side understates how far a config's score moves from seed to seed, and
+benchmarks/overtuning found the fresh seeds' test gain outside it in 1 of 3 searches.
+
 "winner vs baseline on test: +0.031 [-0.012, +0.074]"; where the interval holds 0, "no evidence the
 winner beats the baseline". The candidate's and the reference's sampled runs are left out where they
 were chosen for their validation score (the candidate's), as in search/decide.py.
@@ -40,6 +44,7 @@ from training.tasks import get_task
 RESAMPLES = 1000  # bootstrap resamples of the test images (and models) per verdict
 RATES = ("miss_rate", "overkill_rate")  # reported beside the search metric, at the calibrated threshold
 SEED = 0  # the bootstrap's generator: a verdict repeats
+Z = 1.96  # the normal quantile of the bootstrap's 95 % interval: the seed noise's share of it
 
 
 def contenders(summary: dict[str, Any]) -> tuple[str, str] | None:
@@ -85,6 +90,10 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
         split, optimistic, models = "validation", True, [len(candidate), len(reference)]
     # a test split, but a compared run saved no model to score it with
     unscored_test = split == "validation" and has_test(plan.base.data)
+    noise_sd = (summary.get("noise") or {}).get("sd", math.nan)
+    half = seed_half_width(noise_sd, len(candidate), len(reference))
+    if metric in differences:
+        differences[metric] = with_seed_noise(differences[metric], half, split)
     gain = differences.get(metric)
     evidence = gain is not None and is_finite(gain.lo) and (gain.lo > 0 if sign > 0 else gain.hi < 0)
     result = {
@@ -97,6 +106,7 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
         "images": images,
         "metric": metric,
         "differences": {k: v.to_dict() for k, v in differences.items()},
+        "seed_noise": {"sd": noise_sd, "half_width": half},  # what with_seed_noise added to the metric's interval
         "evidence": evidence,
         "unscored_test": unscored_test,
         # confirmation may have kept the baseline while the test favours the winner: the test never
@@ -107,13 +117,43 @@ def verdict(summary: dict[str, Any], plan: SearchPlan, console: Console | None =
     return result
 
 
+def seed_half_width(sd: float, n_a: int, n_b: int) -> float:
+    """z x the standard error seed noise alone gives the difference of two means over n_a and n_b
+    seeds (NaN where the noise was not measured)."""
+    return Z * sd * math.sqrt(1 / n_a + 1 / n_b) if is_finite(sd) and n_a and n_b else math.nan
+
+
+def with_seed_noise(estimate: Estimate, half: float, split: str) -> Estimate:
+    """The estimate with an interval that holds the measured seed noise (`half`: seed_half_width).
+
+    On test the bootstrap draws each group's 2-3 models with replacement, which understates their
+    spread (by (n-1)/n, and by chance: two seeds say little of a third); the search measured the noise
+    on more runs (the reference's and every confirmed config's, pooled). Images and seeds are
+    independent sources, so the half-widths add in quadrature, each side apart. On validation the
+    bootstrap over runs is a seed term alone: the wider of the two is kept."""
+    if not is_finite(half):
+        return estimate
+    value = estimate.value
+    below = value - estimate.lo if is_finite(estimate.lo) else 0.0  # one run a side: no bootstrap term
+    above = estimate.hi - value if is_finite(estimate.hi) else 0.0
+    if split == "test":
+        below, above = math.hypot(below, half), math.hypot(above, half)
+    else:
+        below, above = max(below, half), max(above, half)
+    return Estimate(value, value - below, value + above)
+
+
 def verdict_text(result: dict[str, Any], sign: float) -> str:
     """'winner vs baseline on test: val/macro_f1 +0.031 [-0.012, +0.074]; ...' (+ 'no evidence ...')."""
     why = ["these images chose the configs"]
     if result.get("unscored_test"):
         why.append("the baseline's or the winner's run stopped early and kept no model to score the test split with")
     where = "on test" if result["split"] == "test" else f"on validation (optimistic: {'; '.join(why)})"
-    parts = [f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" for name, d in result["differences"].items()]
+    seeds = result["split"] == "test" and is_finite((result.get("seed_noise") or {}).get("half_width"))
+    parts = [
+        f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" + (" (test images and seed noise)" if seeds and name == result["metric"] else "")
+        for name, d in result["differences"].items()
+    ]
     rates = " (rates: lower is better)" if any(name in RATES for name in result["differences"]) else ""
     text = f"winner vs baseline {where}: " + "; ".join(parts) + rates
     gain = result["differences"].get(result["metric"], {})

@@ -77,3 +77,15 @@ def test_noise_seeds_alone_measure_the_noise_curve_per_epoch():
     _, noise, _ = decide(summary([0.70, 0.72, 0.74], [0.9, 0.9]), ConfirmSettings())
     # the reference's runs at epoch 1: three seeds
     assert noise["per_epoch"] == [{"epoch": 1, "mean": pytest.approx(0.72), "sd": pytest.approx(0.02), "n": 3}]
+
+
+def test_a_config_whose_fresh_seeds_break_a_constraint_is_no_candidate():
+    s = summary([0.70, 0.72, 0.74], [0.90, 0.92])
+    for t in s["trials"]:
+        if t["trial_id"] == "c2":
+            t["feasible"] = False  # e.g. val/miss_rate above its bound on one fresh seed
+    confirmation, _, chosen = decide(s, ConfirmSettings(z=2.0))
+    # the best mean breaks a constraint on a fresh seed: the baseline stays, and the line says why
+    assert confirmation["infeasible"] == ["c"] and confirmation["outcome"] == "no_candidate" and chosen["trial_id"] == "b"
+    line = confirmation_line(confirmation, METRIC, str)
+    assert line.endswith("b is exported (c left out: fresh seeds broke a constraint)")

@@ -180,3 +180,22 @@ def test_a_resumed_scheduler_reads_the_reference_curve_back_from_the_journal(tmp
     # the noise measured before the interruption still decides: far below the cut, beyond it
     assert report(s, far, 1, 0.20) == STOP
     assert s.reference == "ref"
+
+
+def test_a_resumed_scheduler_cuts_against_the_rungs_recorded_before_the_interruption(tmp_path):
+    # Tune rebuilds the scheduler from its constructor on resume: the rungs come back from the journal
+    before = scheduler(tmp_path)
+    leaders = [Trial(f"lead{i}", i) for i in range(1, 4)]
+    add(before, *leaders)
+    for trial, value in zip(leaders, (0.50, 0.55, 0.60)):
+        assert report(before, trial, 1, value) == CONTINUE
+    assert TrialJournal(tmp_path / "trials.jsonl").rungs == {0: {1: {"lead1": 0.50, "lead2": 0.55, "lead3": 0.60}}}
+    resumed, fresh = scheduler(tmp_path), scheduler(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").mkdir()
+    late = Trial("late", 4)
+    add(resumed, late)
+    add(fresh, late)
+    # against the recorded rung a trial far below the cut stops; an empty rung has nothing to cut with
+    assert report(resumed, late, 1, 0.20) == STOP
+    assert "below the rung-1 cut 0.55 by 0.35" in TrialJournal(tmp_path / "trials.jsonl").cut_reasons["late"]
+    assert report(fresh, late, 1, 0.20) == CONTINUE

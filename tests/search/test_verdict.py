@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from search.verdict import validation_differences, verdict_text
+from search.verdict import seed_half_width, validation_differences, verdict_text, with_seed_noise
+from training.metrics.bootstrap import Estimate
 
 
 def result(lo: float, hi: float, exported_baseline: bool) -> dict:
@@ -64,3 +65,29 @@ def test_a_test_split_the_verdict_could_not_use_is_named_with_the_reason():
     text = verdict_text(result, sign=1.0)
     assert text.startswith("winner vs baseline on validation (optimistic: these images chose the configs; the baseline's")
     assert "stopped early and kept no model to score the test split with" in text
+
+
+def test_the_measured_seed_noise_widens_a_test_interval_in_quadrature():
+    # two models a side understate the seed spread: the search's pooled noise is added to each side
+    half = seed_half_width(0.02, 2, 3)
+    assert half == pytest.approx(1.96 * 0.02 * math.sqrt(1 / 2 + 1 / 3))
+    wide = with_seed_noise(Estimate(-0.035, -0.062, -0.007), half, "test")
+    assert wide.value == -0.035
+    assert wide.lo == pytest.approx(-0.035 - math.hypot(0.027, half)) and wide.hi == pytest.approx(-0.035 + math.hypot(0.028, half))
+    assert wide.hi > 0  # the bootstrap alone called it a loss; with the seed noise there is no evidence either way
+
+
+def test_on_validation_the_wider_of_the_bootstrap_and_the_seed_noise_is_kept():
+    assert with_seed_noise(Estimate(0.1, 0.0, 0.2), 0.05, "validation") == Estimate(0.1, 0.0, 0.2)
+    assert with_seed_noise(Estimate(0.1, 0.08, 0.12), 0.05, "validation") == Estimate(0.1, pytest.approx(0.05), pytest.approx(0.15))
+
+
+def test_unmeasured_noise_leaves_the_interval_and_one_run_a_side_gets_the_seed_term_alone():
+    assert with_seed_noise(Estimate(0.1, 0.05, 0.15), math.nan, "test") == Estimate(0.1, 0.05, 0.15)
+    assert math.isnan(seed_half_width(math.nan, 2, 2))
+    assert with_seed_noise(Estimate(0.1, math.nan, math.nan), 0.04, "validation") == Estimate(0.1, pytest.approx(0.06), pytest.approx(0.14))
+
+
+def test_the_text_says_when_the_interval_holds_the_seed_noise():
+    text = verdict_text(result(0.01, 0.12, exported_baseline=False) | {"seed_noise": {"sd": 0.02, "half_width": 0.03}}, sign=1.0)
+    assert text.startswith("winner vs baseline on test: macro_f1 +0.065 [+0.010, +0.120] (test images and seed noise); miss_rate")
