@@ -173,6 +173,7 @@ def read_search(summary: dict[str, Any], variant: str, folds: int) -> dict[str, 
     if summary.get("verdict"):
         record["verdict"] = summary["verdict"]["differences"].get(HEADLINE)
         record["verdict_text"] = summary["verdict"]["text"]
+        record["verdict_seed_noise"] = summary["verdict"].get("seed_noise")
     return record
 
 
@@ -252,10 +253,34 @@ def score_searches(records: list[dict[str, Any]], outputs: dict[tuple, list]) ->
         r["test_exported"] = test_gain(outputs, r["exported"], baseline)
         r["test_today"] = test_gain(outputs, r["today"], baseline)
         r["test_candidate"] = test_gain(outputs, r.get("candidate"), baseline)
-        verdict, truth = r.get("verdict"), r["test_candidate"] or r["test_today"]
-        r["verdict_holds_test_gain"] = None if not verdict or not truth else verdict["lo"] <= truth["gain"] <= verdict["hi"]
+        r["verdict_holds_test_gain"] = verdict_holds(r)
         claim = r.get("claim", r["claim_today"])
         r["test_contradicts_claim"] = bool(claim is not None and claim > 0 and (r["test_candidate"] or r["test_today"])["hi"] < claim)
+
+
+def verdict_holds(r: dict[str, Any]) -> bool | None:
+    """Whether the search's verdict interval holds the test gain of its candidate (fresh retrain seeds)."""
+    verdict, truth = r.get("verdict"), r["test_candidate"] or r["test_today"]
+    return None if not verdict or not truth else verdict["lo"] <= truth["gain"] <= verdict["hi"]
+
+
+def widen_recorded_verdict(r: dict[str, Any], s: Setting) -> None:
+    """A record from before the verdict's interval held the seed noise (search/verdict.py,
+    `with_seed_noise`) gets it by the same rule, from its recorded noise and its runs (the
+    confirmation seeds against the baseline's run and its noise seeds, counted from the epochs), so
+    merged records compare alike."""
+    from search.verdict import SEED_NOISE_NOTE, seed_half_width, with_seed_noise
+    from training.metrics.bootstrap import Estimate
+
+    if not r.get("verdict") or "verdict_seed_noise" in r or SEED_NOISE_NOTE in r.get("verdict_text", ""):
+        return  # made under the rule already (the runs before the key was recorded: its text says so)
+    run_epochs = s.epochs * (s.folds if r["variant"] == "confirmed_folds" else 1)
+    runs = r["epochs"]["confirm"] // run_epochs, 1 + r["epochs"]["noise"] // run_epochs
+    half = seed_half_width(r["noise"] if r["noise"] is not None else math.nan, *runs)
+    v = r["verdict"]
+    r["verdict"] = with_seed_noise(Estimate(v["value"], v["lo"], v["hi"]), half, "test").to_dict()
+    r["verdict_seed_noise"] = {"sd": r["noise"], "half_width": half, "widened_when_merged": True}
+    r["verdict_holds_test_gain"] = verdict_holds(r)
 
 
 def goals(records: list[dict[str, Any]], scenarios: list[str]) -> dict[str, Any]:
@@ -365,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.merge:
             records = [r for path in args.merge for r in json.loads(path.read_text())["records"]]
+            for r in records:
+                widen_recorded_verdict(r, s)
         elif args.summaries:
             records = [saved_search(path, s) for path in args.summaries]
         else:

@@ -45,6 +45,7 @@ RESAMPLES = 1000  # bootstrap resamples of the test images (and models) per verd
 RATES = ("miss_rate", "overkill_rate")  # reported beside the search metric, at the calibrated threshold
 SEED = 0  # the bootstrap's generator: a verdict repeats
 Z = 1.96  # the normal quantile of the bootstrap's 95 % interval: the seed noise's share of it
+SEED_NOISE_NOTE = "(test images and seed noise)"  # follows the metric's interval when it holds the noise
 
 
 def contenders(summary: dict[str, Any]) -> tuple[str, str] | None:
@@ -151,7 +152,7 @@ def verdict_text(result: dict[str, Any], sign: float) -> str:
     where = "on test" if result["split"] == "test" else f"on validation (optimistic: {'; '.join(why)})"
     seeds = result["split"] == "test" and is_finite((result.get("seed_noise") or {}).get("half_width"))
     parts = [
-        f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" + (" (test images and seed noise)" if seeds and name == result["metric"] else "")
+        f"{name} {Estimate(d['value'], d['lo'], d['hi']):+.3f}" + (f" {SEED_NOISE_NOTE}" if seeds and name == result["metric"] else "")
         for name, d in result["differences"].items()
     ]
     rates = " (rates: lower is better)" if any(name in RATES for name in result["differences"]) else ""

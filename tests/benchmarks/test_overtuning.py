@@ -31,3 +31,26 @@ def test_overtuning_smoke_scores_each_variant_on_test_and_counts_its_epochs(run_
     assert [r["variant"] for r in merged["records"]] == [r["variant"] for r in figures["records"]] * 2
     assert "retraining" not in stdout
     assert merged["goals"]["weak"]["confirmed"]["mean_test_gain"] == pytest.approx(row["mean_test_gain"])
+
+
+def test_a_record_from_before_the_seed_noise_rule_is_widened_by_it_when_merged():
+    import math
+
+    from benchmarks.overtuning import FULL, widen_recorded_verdict
+    from search.verdict import seed_half_width
+
+    # null scenario, seed 1, as recorded before: 2 confirmation seeds and 2 noise seeds of 8 epochs
+    old = {"variant": "confirmed", "epochs": {"sampled": 107, "noise": 16, "confirm": 16}, "noise": 0.0219,
+           "verdict": {"value": -0.035, "lo": -0.062, "hi": -0.007},
+           "test_candidate": {"gain": -0.078}, "test_today": None, "verdict_holds_test_gain": False}  # fmt: skip
+    widen_recorded_verdict(old, FULL)
+    half = seed_half_width(0.0219, 2, 3)
+    assert old["verdict"]["lo"] == pytest.approx(-0.035 - math.hypot(0.027, half))
+    assert old["verdict_holds_test_gain"] is True  # the fresh seeds' -0.078 is inside the widened interval
+    again = dict(old)
+    widen_recorded_verdict(again, FULL)  # a record that holds the rule already is left as it is
+    assert again["verdict"] == old["verdict"]
+    today = {"variant": "today", "epochs": {"sampled": 60, "noise": 0, "confirm": 0}, "noise": math.nan,
+             "verdict": {"value": 0.01, "lo": -0.02, "hi": 0.04}, "test_candidate": None, "test_today": {"gain": 0.0}}  # fmt: skip
+    widen_recorded_verdict(today, FULL)
+    assert today["verdict"] == {"value": 0.01, "lo": -0.02, "hi": 0.04}  # no noise measured: nothing to add
