@@ -1,9 +1,9 @@
 """An append-only record of a search's trials that outlives the driver process.
 
 One JSON line per event: which MLflow run a trial logs to, each epoch's metrics, the value a trial
-reached a rung with and why a rule or a rung stopped it, how it ended; the time budget's deadline; and once, that the searcher handed out its last
-trial (`finished`). A
-resumed search replays it, so it continues the same MLflow runs instead of duplicating them, and the
+reached a rung with and why a rule or a rung stopped it, how it ended; the time budget's deadline;
+and once, that the searcher handed out its last trial (`finished`). A resumed search replays it, so
+it continues the same MLflow runs instead of duplicating them, cuts against the same rungs, and the
 final summary still has every epoch from before the interruption.
 """
 

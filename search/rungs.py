@@ -20,8 +20,9 @@ Without a reference config yet (no baseline, and no trial has run its full budge
 plain ASHA. Replicas (noise and confirmation seeds) and the reference baseline run their full budget.
 Each stop is journaled with its reason ("below the rung-4 cut 0.41 by 0.12, noise 0.03"), and so is
 each decision a rule waived and each value recorded at a rung: a resumed search cuts against the
-rungs as they were (Tune rebuilds the scheduler from its constructor on resume). A trial's bracket is drawn from a generator seeded by the search
-seed and the trial's creation index, so a search repeats, resumed or not, without NumPy's global state.
+rungs as they were (Tune rebuilds the scheduler from its constructor on resume). A trial's bracket
+is drawn from a generator seeded by the search seed and the trial's creation index, so a search
+repeats, resumed or not, without NumPy's global state.
 """
 
 from __future__ import annotations
