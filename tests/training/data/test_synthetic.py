@@ -329,3 +329,14 @@ def test_a_preset_fills_the_keys_left_out_and_a_written_key_wins():
     assert SyntheticData.model_validate({"preset": "default"}) == SyntheticData()
     with pytest.raises(ValueError, match="label_hungry"):
         SyntheticData.model_validate({"preset": "hungry"})
+
+
+def test_the_preset_choices_are_the_presets_written():
+    # the config's Literal and SYNTHETIC_PRESETS name the same presets, and each one validates
+    from typing import get_args
+
+    from training.config import SYNTHETIC_PRESETS
+
+    assert set(get_args(SyntheticData.model_fields["preset"].annotation)) == set(SYNTHETIC_PRESETS)
+    for name in SYNTHETIC_PRESETS:
+        assert SyntheticData.model_validate({"preset": name}).preset == name
